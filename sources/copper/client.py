@@ -1,0 +1,244 @@
+"""CopperClient: every HTTP call to Copper, with auth, the shared budget, retries, clear errors.
+
+Retried (jittered exponential backoff, `Retry-After` honoured): 429, 5xx, timeouts, connection
+errors, bodies that are not JSON. Not retried: 400/401/403/404/422, which raise `CopperError`
+naming the request and Copper's message. Secrets never reach logs, errors or reprs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from .rate_limit import RequestBudget
+from .settings import BASE_URL, REQUESTS_PER_MINUTE
+
+log = logging.getLogger("copper")
+
+HINTS = {
+    401: "check sources.copper.api_key and sources.copper.user_email (or access_token)",
+    403: "the key's user cannot see this; use a key of a user whose role allows it",
+    404: "check sources.copper.base_url",
+}
+
+
+class CopperError(Exception):
+    """A Copper request that failed for good; the message says which request and why."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CopperAuthError(CopperError):
+    """Copper refused the credentials (401/403)."""
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An API key and its user's email, or an OAuth access token. Never printed."""
+
+    api_key: str | None = field(default=None, repr=False)
+    user_email: str | None = None
+    access_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.access_token and not (self.api_key and self.user_email):
+            raise ValueError(
+                "Copper credentials missing: set sources.copper.api_key and "
+                "sources.copper.user_email (env SOURCES__COPPER__API_KEY, "
+                "SOURCES__COPPER__USER_EMAIL), or sources.copper.access_token"
+            )
+
+    def headers(self) -> dict[str, str]:
+        if self.access_token:
+            return {"Authorization": f"Bearer {self.access_token}"}
+        return {
+            "X-PW-AccessToken": self.api_key or "",
+            "X-PW-UserEmail": self.user_email or "",
+            "X-PW-Application": "developer_api",
+        }
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    throttled: int = 0  # 429 responses
+    retries: int = 0
+    by_entity: dict[str, int] = field(default_factory=dict)
+
+
+class CopperClient:
+    """A thread-safe Copper API client; one per run, shared by every resource."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        base_url: str = BASE_URL,
+        *,
+        requests_per_minute: int = REQUESTS_PER_MINUTE,
+        timeout: float = 30.0,
+        max_attempts: int = 8,
+        max_backoff: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        budget: RequestBudget | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.budget = budget or RequestBudget(requests_per_minute, 60.0)
+        self.max_attempts = max_attempts
+        self.max_backoff = max_backoff
+        self.stats = ClientStats()
+        self._lock = threading.Lock()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={**credentials.headers(), "Content-Type": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"CopperClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- public calls ------------------------------------------------------------------------
+    def search(self, entity: str, body: dict, context: str = "") -> tuple[list[dict], int | None]:
+        """One page of POST /{entity}/search: (records, X-PW-TOTAL or None)."""
+        data, headers = self.request("POST", f"/{entity}/search", body, context=context)
+        if not isinstance(data, list):
+            raise CopperError(
+                f"Copper POST /{entity}/search{_ctx(context)} returned {type(data).__name__}, "
+                "expected a list of records"
+            )
+        total = headers.get("x-pw-total")
+        return data, int(total) if total and total.isdigit() else None
+
+    def get(self, path: str, params: dict | None = None, context: str = "") -> Any:
+        return self.request("GET", path, params=params, context=context)[0]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        params: dict | None = None,
+        context: str = "",
+    ) -> tuple[Any, httpx.Headers]:
+        """Send one logical request, retrying transient failures; (parsed JSON, headers)."""
+        label = f"{method} {path}{_ctx(context)}"
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            before_sleep=lambda state: self._before_retry(label, state),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send(method, path, body, params, label)
+        except _Retryable as exc:
+            raise CopperError(
+                f"Copper {label} failed after {self.max_attempts} attempts: {exc}"
+            ) from None
+        raise AssertionError("unreachable")
+
+    # -- internals ---------------------------------------------------------------------------
+    def _send(
+        self, method: str, path: str, body: dict | None, params: dict | None, label: str
+    ) -> tuple[Any, httpx.Headers]:
+        content = orjson.dumps(body) if body is not None else None
+        with self.budget.slot():
+            with self._lock:
+                self.stats.requests += 1
+                entity = path.strip("/").split("/")[0]
+                self.stats.by_entity[entity] = self.stats.by_entity.get(entity, 0) + 1
+            try:
+                response = self._http.request(method, path, content=content, params=params)
+            except httpx.TimeoutException as exc:
+                raise _Retryable(f"timed out ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})") from None
+        status = response.status_code
+        if status == 429:
+            with self._lock:
+                self.stats.throttled += 1
+            retry_after = _retry_after(response)
+            self.budget.pause(retry_after if retry_after is not None else 2.0)
+            raise _Retryable("HTTP 429 rate limited", retry_after)
+        if status >= 500:
+            raise _Retryable(f"HTTP {status} {_message(response)}")
+        if status >= 400:
+            hint = HINTS.get(status)
+            message = f"Copper {label} failed: HTTP {status} {_message(response)}"
+            if hint:
+                message += f" ({hint})"
+            error = CopperAuthError if status in (401, 403) else CopperError
+            raise error(message, status)
+        try:
+            return orjson.loads(response.content), response.headers
+        except orjson.JSONDecodeError:
+            raise _Retryable(
+                f"HTTP {status} body is not valid JSON ({len(response.content)} bytes)"
+            ) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = wait_exponential_jitter(initial=1, max=self.max_backoff, jitter=1)(state)
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), self.max_backoff * 5)
+        return backoff
+
+    def _before_retry(self, label: str, state: RetryCallState) -> None:
+        with self._lock:
+            self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0
+        log.warning(
+            "Copper %s: %s; retry %d/%d in %.1fs",
+            label, exc, state.attempt_number, self.max_attempts - 1, delay,
+        )  # fmt: skip
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _message(response: httpx.Response) -> str:
+    """Copper's error message from a body, short and free of anything we sent."""
+    try:
+        body = orjson.loads(response.content)
+        if isinstance(body, dict) and body.get("message"):
+            return str(body["message"])[:300]
+    except orjson.JSONDecodeError:
+        pass
+    return response.reason_phrase or ""
+
+
+def _ctx(context: str) -> str:
+    return f" ({context})" if context else ""

@@ -1,0 +1,391 @@
+"""The sandbox's HTTP face: Copper's Developer API v1 routes, plus admin routes under /_sandbox/.
+
+API routes pass through one gate (`Sandbox.api`): authentication, the rolling rate limit,
+latency and injected faults, then the handler. Admin routes need the admin token and are neither
+rate limited nor counted against the account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .account import ENTITY_TYPE, NotFound, SandboxAccount
+from .chaos import Chaos, SandboxConfig
+from .generator import ENTITIES
+from .store import SearchError
+
+API_PREFIX = "/developer_api/v1"
+ADMIN_HEADER = "X-Sandbox-Admin-Token"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
+    body = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+    return Response(body, status, headers, media_type="application/json")
+
+
+def error(status: int, message: str, headers: dict | None = None) -> Response:
+    return json_response({"success": False, "status": status, "message": message}, status, headers)
+
+
+class CutResponse(Response):
+    """A response that promises its whole body but sends half of it, then hangs up."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await send(
+            {
+                "type": "http.response.body",
+                "body": self.body[: len(self.body) // 2],
+                "more_body": True,
+            }
+        )
+        # returning without the rest makes the server drop the connection mid-body
+
+
+class Stats:
+    """Requests seen, per route and per status: tests and benchmarks count with it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.by_path: Counter[str] = Counter()
+            self.by_status: Counter[str] = Counter()
+            self.by_path_status: Counter[str] = Counter()
+            self.records_served = 0
+
+    def add(self, path: str, status: int, records: int = 0) -> None:
+        with self._lock:
+            self.by_path[path] += 1
+            self.by_status[str(status)] += 1
+            self.by_path_status[f"{path} {status}"] += 1
+            self.records_served += records
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            return {
+                "requests": sum(self.by_path.values()),
+                "records_served": self.records_served,
+                "by_path": dict(self.by_path),
+                "by_status": dict(self.by_status),
+                "by_path_status": dict(self.by_path_status),
+            }
+
+
+class Sandbox:
+    """A simulated Copper account behind a real ASGI app."""
+
+    def __init__(
+        self,
+        account: SandboxAccount,
+        config: SandboxConfig | None = None,
+        *,
+        api_key: str = "sandbox-key",
+        user_email: str = "admin@sandbox.example",
+        access_tokens: tuple[str, ...] = ("sandbox-oauth-token",),
+        admin_token: str | None = None,
+    ) -> None:
+        self.account = account
+        self.config = config or SandboxConfig()
+        self.chaos = Chaos(self.config)
+        self.api_key = api_key
+        self.user_email = user_email
+        self.access_tokens = access_tokens
+        self.admin_token = admin_token or secrets.token_urlsafe(16)
+        self.stats = Stats()
+        self.app = self._build_app()
+
+    # -- the gate every API request passes ---------------------------------------------------
+    def api(self, method: str, path: str, handler: Handler) -> Route:
+        label = f"{method} {path}"
+
+        async def endpoint(request: Request) -> Response:
+            response, records = await self._answer(request, handler)
+            self.stats.add(label, response.status_code, records)
+            return response
+
+        return Route(API_PREFIX + path, endpoint, methods=[method])
+
+    async def _answer(self, request: Request, handler: Handler) -> tuple[Response, int]:
+        _, fault, delay = self.chaos.next_request()
+        if not self._authenticated(request):
+            return error(401, "Invalid User Email / API Key / Application"), 0
+        wait = self.chaos.limiter.acquire(
+            self.config.requests_per_window, self.config.window_seconds
+        )
+        if wait is not None:
+            headers = {"Retry-After": str(math.ceil(wait))} if self.config.retry_after else None
+            return error(429, "Rate limit exceeded", headers), 0
+        if delay:
+            await asyncio.sleep(delay)
+        if fault in ("500", "502", "503"):
+            return error(int(fault), "Injected server error"), 0
+        if fault == "hang":
+            await asyncio.sleep(self.config.hang_seconds)
+        try:
+            response = await handler(request)
+        except NotFound as exc:
+            return error(404, str(exc.args[0])), 0
+        except SearchError as exc:
+            return error(422, str(exc)), 0
+        except orjson.JSONDecodeError:
+            return error(400, "Request body is not valid JSON"), 0
+        records = getattr(request.state, "records", 0)
+        if fault == "truncated":
+            body = response.body[: max(1, len(response.body) // 2)]
+            return Response(body, response.status_code, media_type="application/json"), records
+        if fault == "reset":
+            return CutResponse(response.body, response.status_code), 0
+        return response, records
+
+    def _authenticated(self, request: Request) -> bool:
+        h = request.headers
+        bearer = h.get("authorization", "")
+        if bearer.lower().startswith("bearer "):
+            return bearer[7:].strip() in self.access_tokens
+        return (
+            h.get("x-pw-accesstoken") == self.api_key
+            and (h.get("x-pw-useremail") or "").lower() == self.user_email.lower()
+            and h.get("x-pw-application") == "developer_api"
+        )
+
+    def _admin(self, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            if request.headers.get(ADMIN_HEADER) != self.admin_token:
+                return error(401, f"admin routes need the {ADMIN_HEADER} header")
+            try:
+                return await handler(request)
+            except NotFound as exc:
+                return error(404, str(exc.args[0]))
+            except (ValueError, KeyError, TypeError) as exc:
+                return error(422, str(exc))
+
+        return endpoint
+
+    # -- API handlers ------------------------------------------------------------------------
+    async def search(self, request: Request) -> Response:
+        entity = request.url.path.removeprefix(API_PREFIX + "/").split("/")[0]
+        body = await _body(request)
+        edits = self.chaos.edits_before_search()
+        if edits:
+            self.account.touch_random(entity, edits, self.chaos.rng)
+        ignored = tuple(self.config.ignored_filters.get(entity, ()))
+        page = self.account.search(entity, body, ignored)
+        request.state.records = len(page.records)
+        headers = {"X-PW-TOTAL": str(self.chaos.reported_total(page.total))}
+        return json_response(page.records, headers=headers)
+
+    async def get_record(self, request: Request) -> Response:
+        entity = request.url.path.removeprefix(API_PREFIX + "/").split("/")[0]
+        return json_response(self.account.get(entity, _int_param(request, "id")))
+
+    async def users_search(self, request: Request) -> Response:
+        body = await _body(request)
+        size = min(int(body.get("page_size") or 20), 200)
+        start = (max(int(body.get("page_number") or 1), 1) - 1) * size
+        users = self.account.users[start : start + size]
+        return json_response(users, headers={"X-PW-TOTAL": str(len(self.account.users))})
+
+    async def user(self, request: Request) -> Response:
+        ident = request.path_params["id"]
+        if ident == "me":
+            email = request.headers.get("x-pw-useremail") or self.user_email
+            found = self.account.user(email) or self.account.users[0]
+        else:
+            found = next((u for u in self.account.users if str(u["id"]) == ident), None)
+        if found is None:
+            raise NotFound(f"user {ident} not found")
+        return json_response(found)
+
+    async def custom_field_definition(self, request: Request) -> Response:
+        definition = self.account.definitions.get(_int_param(request, "id"))
+        if definition is None:
+            raise NotFound("custom field definition not found")
+        return json_response(definition)
+
+    async def field_layout(self, request: Request) -> Response:
+        entity = request.path_params["entity_type"]
+        if entity not in ENTITY_TYPE or entity == "activities":
+            raise NotFound(f"unknown entity type {entity!r}")
+        if entity == "opportunities" and "pipeline_id" not in request.query_params:
+            raise SearchError("pipeline_id is required for the opportunities field layout")
+        static = [("name", "Name"), ("assignee", "Owner"), ("tags", "Tags")]
+        fields = [
+            _layout_field(i, label, key, "static_field") for i, (key, label) in enumerate(static)
+        ]
+        fields += [
+            _layout_field(d["id"], d["name"], f"cf_{d['id']}", "custom_field")
+            for d in self.account.custom_field_definitions()
+            if ENTITY_TYPE[entity] in d["available_on"]
+        ]
+        return json_response(fields)
+
+    def _static(self, getter: Callable[[], Any]) -> Handler:
+        async def handler(_request: Request) -> Response:
+            return json_response(getter())
+
+        return handler
+
+    # -- admin handlers ----------------------------------------------------------------------
+    async def admin_stats(self, _request: Request) -> Response:
+        return json_response(self.stats.as_dict())
+
+    async def admin_stats_reset(self, _request: Request) -> Response:
+        self.stats.reset()
+        return json_response({"reset": True})
+
+    async def admin_config(self, request: Request) -> Response:
+        if request.method == "POST":
+            changes = await _body(request)
+            self.config.update(**changes)
+            if "requests_per_window" in changes or "window_seconds" in changes:
+                self.chaos.limiter.reset()
+        return json_response(self.config.as_dict())
+
+    async def admin_records(self, request: Request) -> Response:
+        entity = request.path_params["entity"]
+        if entity not in ENTITIES:
+            raise NotFound(f"unknown entity {entity!r}")
+        if request.method == "POST":
+            return json_response(self.account.create(entity, await _body(request)))
+        record_id = _int_param(request, "id")
+        if request.method == "PUT":
+            return json_response(self.account.update(entity, record_id, await _body(request)))
+        return json_response(self.account.delete(entity, record_id))
+
+    async def admin_convert_lead(self, request: Request) -> Response:
+        return json_response(self.account.convert_lead(_int_param(request, "id")))
+
+    async def admin_activity(self, request: Request) -> Response:
+        body = await _body(request)
+        parent = body.pop("parent")
+        return json_response(
+            self.account.add_activity(
+                parent["type"], parent["id"], body.pop("activity_date"), **body
+            )
+        )
+
+    async def admin_definitions(self, request: Request) -> Response:
+        account = self.account
+        if request.method == "POST":
+            return json_response(account.add_custom_field(**(await _body(request))))
+        definition_id = _int_param(request, "id")
+        if request.method == "PUT":
+            return json_response(
+                account.rename_custom_field(definition_id, (await _body(request))["name"])
+            )
+        account.delete_custom_field(definition_id)
+        return json_response({"id": definition_id, "is_deleted": True})
+
+    async def admin_options(self, request: Request) -> Response:
+        account, definition_id = self.account, _int_param(request, "id")
+        if request.method == "POST":
+            return json_response(account.add_option(definition_id, (await _body(request))["name"]))
+        option_id = _int_param(request, "option_id")
+        if request.method == "PUT":
+            name = (await _body(request))["name"]
+            return json_response(account.rename_option(definition_id, option_id, name))
+        account.delete_option(definition_id, option_id)
+        return json_response({"id": option_id, "is_deleted": True})
+
+    async def admin_clock(self, request: Request) -> Response:
+        if request.method == "POST":
+            self.account.clock.advance(int((await _body(request)).get("advance", 0)))
+        return json_response({"now": self.account.clock.now()})
+
+    async def admin_snapshot(self, request: Request) -> Response:
+        entity = request.path_params["entity"]
+        if entity not in ENTITIES:
+            raise NotFound(f"unknown entity {entity!r}")
+        return json_response(self.account.snapshot(entity))
+
+    # -- wiring ------------------------------------------------------------------------------
+    def _build_app(self) -> Starlette:
+        a = self.account
+        routes = [self.api("POST", f"/{e}/search", self.search) for e in ENTITIES]
+        routes += [self.api("GET", f"/{e}/{{id:int}}", self.get_record) for e in ENTITIES]
+        routes += [
+            self.api("POST", "/users/search", self.users_search),
+            self.api("GET", "/users/{id}", self.user),
+            self.api("GET", "/custom_field_definitions/{id:int}", self.custom_field_definition),
+            self.api("GET", "/field_layouts/by_entity/{entity_type}", self.field_layout),
+        ]
+        static: dict[str, Callable[[], Any]] = {
+            "/account": lambda: a.account,
+            "/custom_field_definitions": a.custom_field_definitions,
+            "/pipelines": lambda: a.pipelines,
+            "/pipeline_stages": a.pipeline_stages,
+            "/lead_statuses": lambda: a.lead_statuses,
+            "/customer_sources": lambda: a.customer_sources,
+            "/loss_reasons": lambda: a.loss_reasons,
+            "/contact_types": lambda: a.contact_types,
+            "/activity_types": lambda: a.activity_types,
+            "/tags": a.tags,
+            "/webhooks": lambda: a.webhooks,
+        }
+        routes += [self.api("GET", path, self._static(get)) for path, get in static.items()]
+        admin = [
+            ("/config", self.admin_config, ["GET", "POST"]),
+            ("/stats/reset", self.admin_stats_reset, ["POST"]),
+            ("/records/{entity}", self.admin_records, ["POST"]),
+            ("/records/{entity}/{id:int}", self.admin_records, ["PUT", "DELETE"]),
+            ("/leads/{id:int}/convert", self.admin_convert_lead, ["POST"]),
+            ("/activities", self.admin_activity, ["POST"]),
+            ("/custom_field_definitions", self.admin_definitions, ["POST"]),
+            ("/custom_field_definitions/{id:int}", self.admin_definitions, ["PUT", "DELETE"]),
+            ("/custom_field_definitions/{id:int}/options", self.admin_options, ["POST"]),
+            (
+                "/custom_field_definitions/{id:int}/options/{option_id:int}",
+                self.admin_options,
+                ["PUT", "DELETE"],
+            ),
+            ("/clock", self.admin_clock, ["GET", "POST"]),
+            ("/snapshot/{entity}", self.admin_snapshot, ["GET"]),
+        ]
+        routes += [Route("/_sandbox/stats", self.admin_stats, methods=["GET"])]
+        routes += [Route("/_sandbox" + p, self._admin(h), methods=m) for p, h, m in admin]
+        return Starlette(routes=routes)
+
+
+async def _body(request: Request) -> dict:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    body = orjson.loads(raw)
+    if not isinstance(body, dict):
+        raise SearchError("request body must be a JSON object")
+    return body
+
+
+def _int_param(request: Request, name: str) -> int:
+    return int(request.path_params[name])
+
+
+def _layout_field(field_id: int, label: str, key: str, kind: str) -> dict:
+    return {
+        "field_id": field_id,
+        "field_label": label,
+        "field_key": key,
+        "field_type": kind,
+        "enabled": True,
+        "required": False,
+        "required_editable": False,
+    }

@@ -6,6 +6,7 @@ own thread while the HTTP server answers the pipeline from another.
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -79,6 +80,7 @@ class SandboxAccount:
             table.load(data.records.get(entity, []))
             self.tables[entity] = table
         self._tags_cache: tuple[tuple, list[dict]] | None = None
+        gc.freeze()  # millions of acyclic records: keep them out of full collections
 
     @classmethod
     def generate(cls, seed: int = 0, scale: float = 1.0, **kwargs: Any) -> SandboxAccount:

@@ -12,7 +12,7 @@ import hashlib
 import random
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -635,7 +635,7 @@ class _Ctx:
     source_ids: list[int | None]
     loss_reason_ids: list[int]
     cf: dict[str, _CustomFields]
-    streets: list[str]
+    addresses: list[tuple[str, str, str, str, str]]
     phones: list[str]
     tag_sets: list[tuple[str, ...]]
     details: list[str | None]
@@ -653,9 +653,16 @@ class _Ctx:
 
 
 def _pools(rng: random.Random, ctx_kwargs: dict[str, Any]) -> None:
-    """Account-specific string pools (streets, phones, tag sets, company names)."""
+    """Account-specific pools (addresses, phones, tag sets, company names)."""
     rnd = rng.random
-    ctx_kwargs["streets"] = [f"{1 + int(rnd() * 9899)} {rng.choice(_STREETS)}" for _ in range(2048)]
+    addresses = []
+    for _ in range(4096):
+        city, state, postal, country = rng.choice(_CITIES)
+        if len(postal) == 3:  # a US 3-digit prefix: complete the ZIP code
+            postal += str(int(rnd() * 100)).zfill(2)
+        street = f"{1 + int(rnd() * 9899)} {rng.choice(_STREETS)}"
+        addresses.append((street, city, state, postal, country))
+    ctx_kwargs["addresses"] = addresses
     phones = []
     for _ in range(8192):
         area = rng.choice(_AREA_CODES)
@@ -690,15 +697,14 @@ def _pools(rng: random.Random, ctx_kwargs: dict[str, Any]) -> None:
     ctx_kwargs["company_names"] = names
 
 
-def _address(rnd: Callable[[], float], streets: list[str]) -> dict[str, Any]:
-    """A Copper address dict."""
-    city, state, prefix, country = _CITIES[int(rnd() * len(_CITIES))]
-    postal = prefix + str(int(rnd() * 100)).zfill(2) if len(prefix) == 3 else prefix
+def _address(parts: tuple[str, str, str, str, str]) -> dict[str, Any]:
+    """A Copper address dict from an (street, city, state, postal_code, country) tuple."""
+    street, city, state, postal_code, country = parts
     return {
-        "street": streets[int(rnd() * len(streets))],
+        "street": street,
         "city": city,
         "state": state,
-        "postal_code": postal,
+        "postal_code": postal_code,
         "country": country,
     }
 
@@ -722,7 +728,7 @@ def _gen_companies(rng: random.Random, ctx: _Ctx) -> list[dict[str, Any]]:
     details, n_details = ctx.details, len(ctx.details)
     phones, n_phones = ctx.phones, len(ctx.phones)
     tag_sets, n_tag_sets = ctx.tag_sets, len(ctx.tag_sets)
-    streets = ctx.streets
+    addresses, n_addresses = ctx.addresses, len(ctx.addresses)
     cf = ctx.cf["company"]
     cf_bits, cf_build = cf.bits, cf.build
     out = []
@@ -739,7 +745,7 @@ def _gen_companies(rng: random.Random, ctx: _Ctx) -> list[dict[str, Any]]:
             {
                 "id": ids[i],
                 "name": name,
-                "address": None if rnd() < 0.2 else _address(rnd, streets),
+                "address": None if rnd() < 0.2 else _address(addresses[int(rnd() * n_addresses)]),
                 "assignee_id": assignees[int(rnd() * n_assignees)],
                 "contact_type_id": None if rnd() < 0.05 else ctypes[int(rnd() * n_ctypes)],
                 "details": details[int(rnd() * n_details)],
@@ -786,7 +792,7 @@ def _gen_people(rng: random.Random, ctx: _Ctx) -> list[dict[str, Any]]:
     tag_sets, n_tag_sets = ctx.tag_sets, len(ctx.tag_sets)
     titles = [None] * 7 + list(_TITLES)
     n_titles = len(titles)
-    streets = ctx.streets
+    addresses, n_addresses = ctx.addresses, len(ctx.addresses)
     free_mail, n_free = _FREE_MAIL, len(_FREE_MAIL)
     phone_cats, n_phone_cats = _PHONE_CATEGORIES, len(_PHONE_CATEGORIES)
     cf = ctx.cf["person"]
@@ -842,7 +848,7 @@ def _gen_people(rng: random.Random, ctx: _Ctx) -> list[dict[str, Any]]:
                 "middle_name": None,
                 "last_name": last,
                 "suffix": None,
-                "address": None if rnd() < 0.2 else _address(rnd, streets),
+                "address": None if rnd() < 0.2 else _address(addresses[int(rnd() * n_addresses)]),
                 "assignee_id": assignees[int(rnd() * n_assignees)],
                 "company_id": company_id,
                 "company_name": company_name,
@@ -986,7 +992,7 @@ def _gen_leads(rng: random.Random, ctx: _Ctx) -> list[dict[str, Any]]:
     tag_sets, n_tag_sets = ctx.tag_sets, len(ctx.tag_sets)
     titles = [None] * 7 + list(_TITLES)
     statuses = _weighted([(s, w) for s, w in zip(_LEAD_STATUSES, (7, 7, 4, 2), strict=True)])
-    streets = ctx.streets
+    addresses, n_addresses = ctx.addresses, len(ctx.addresses)
     cf = ctx.cf["lead"]
     cf_bits, cf_build = cf.bits, cf.build
     out = []
@@ -1020,7 +1026,7 @@ def _gen_leads(rng: random.Random, ctx: _Ctx) -> list[dict[str, Any]]:
                 "last_name": last,
                 "middle_name": None,
                 "suffix": None,
-                "address": None if rnd() < 0.5 else _address(rnd, streets),
+                "address": None if rnd() < 0.5 else _address(addresses[int(rnd() * n_addresses)]),
                 "assignee_id": assignees[int(rnd() * n_assignees)],
                 "company_name": company_name,
                 "customer_source_id": sources[int(rnd() * n_sources)],

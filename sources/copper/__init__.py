@@ -1,0 +1,256 @@
+"""A dlt source for Copper CRM: every entity, incremental, exact past the 100k cap.
+
+    pipeline = dlt.pipeline("copper", destination="duckdb", dataset_name="copper")
+    pipeline.run(copper_source())
+
+Configuration (dlt conventions, e.g. `SOURCES__COPPER__API_KEY`): `api_key` and `user_email`
+(or `access_token`), `base_url`, `start_date`, `requests_per_minute`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import dlt
+import pendulum
+from dlt.common.typing import TSecretStrValue
+from dlt.sources import DltResource
+
+from .client import CopperAuthError, CopperClient, CopperError, Credentials
+from .custom_fields import CustomFieldPivot, column_names
+from .settings import (
+    BASE_URL,
+    ENTITIES,
+    ENTITY_BY_NAME,
+    MONEY,
+    PAGE_SIZE,
+    REFERENCES,
+    REQUESTS_PER_MINUTE,
+    Entity,
+    Reference,
+)
+from .windows import PlannedWindow, WindowError, WindowWalker
+
+__all__ = ["CopperAuthError", "CopperClient", "CopperError", "WindowError", "copper_source"]
+
+log = logging.getLogger("copper")
+STATE_COLUMNS = "custom_field_columns"
+
+
+@dlt.source(name="copper", max_table_nesting=1)
+def copper_source(
+    api_key: TSecretStrValue | None = None,
+    user_email: str | None = None,
+    access_token: TSecretStrValue | None = None,
+    base_url: str = BASE_URL,
+    start_date: str | None = None,
+    requests_per_minute: int = REQUESTS_PER_MINUTE,
+    activity_lookback_days: int = 30,
+    max_window_records: int = 50_000,
+    window_workers: int = 4,
+    entities: Sequence[str] | None = None,
+    request_timeout: float = 30.0,
+    max_attempts: int = 8,
+    max_backoff: float = 60.0,
+) -> Iterator[DltResource]:
+    """Every Copper entity (merged on id) and the reference tables (replaced each run).
+
+    Args:
+        start_date: ISO date; records modified before it are not loaded on the first run.
+        requests_per_minute: the account's budget, shared by every resource of the run.
+        activity_lookback_days: activities dated this far before the cursor are re-read
+            every run, because users backdate activities.
+        max_window_records: a time window is split until Copper counts at most this many
+            matches in it (always below Copper's 100,000 cap); windows are read in parallel.
+        window_workers: windows of one entity read at the same time.
+        entities: restrict to these entity names (reference tables are always included).
+        request_timeout: seconds before a request that got no answer is retried.
+        max_attempts: tries per request before the run fails (transient errors only).
+        max_backoff: the longest wait between two tries, in seconds.
+    """
+    initial = _start_timestamp(start_date)
+    if requests_per_minute < 1:
+        raise ValueError(f"requests_per_minute must be 1 or more, got {requests_per_minute}")
+    unknown = set(entities or ()) - set(ENTITY_BY_NAME)
+    if unknown:
+        raise ValueError(
+            f"unknown Copper entit{'y' if len(unknown) == 1 else 'ies'} {sorted(unknown)}; "
+            f"choose from {', '.join(ENTITY_BY_NAME)}"
+        )
+    client = CopperClient(
+        Credentials(api_key=api_key, user_email=user_email, access_token=access_token),
+        base_url,
+        requests_per_minute=requests_per_minute,
+        timeout=request_timeout,
+        max_attempts=max_attempts,
+        max_backoff=max_backoff,
+    )
+    run_start = int(time.time())
+    definitions = client.get("/custom_field_definitions", context="custom field definitions")
+    state = dlt.current.source_state()
+    frozen = state.get(STATE_COLUMNS, {})
+    columns = column_names(definitions, frozen, reserved=set())
+    state[STATE_COLUMNS] = columns
+    pivot = CustomFieldPivot(definitions, columns)
+
+    selected = [e for e in ENTITIES if not entities or e.name in entities]
+    for entity in selected:
+        yield _entity_resource(
+            entity,
+            client,
+            pivot,
+            initial=initial,
+            run_start=run_start,
+            lookback_days=activity_lookback_days if entity.lookback_days else 0,
+            max_window_records=max_window_records,
+            window_workers=window_workers,
+        )
+    for reference in REFERENCES:
+        if reference.name == "custom_field_definitions":
+            yield dlt.resource(
+                definitions, name=reference.name, primary_key="id", write_disposition="replace"
+            )
+        else:
+            yield _reference_resource(reference, client)
+    yield dlt.resource(
+        pivot.mapping_rows(), name="custom_field_mapping", write_disposition="replace"
+    )
+
+
+def _start_timestamp(start_date: str | None) -> int:
+    if not start_date:
+        return 0
+    try:
+        return int(pendulum.parse(str(start_date), tz="UTC").timestamp())  # type: ignore[union-attr]
+    except (ValueError, pendulum.parsing.exceptions.ParserError) as exc:
+        raise ValueError(
+            f"start_date must be an ISO date like 2024-01-31, got {start_date!r}"
+        ) from exc
+
+
+def _entity_resource(
+    entity: Entity,
+    client: CopperClient,
+    pivot: CustomFieldPivot,
+    *,
+    initial: int,
+    run_start: int,
+    lookback_days: int,
+    max_window_records: int,
+    window_workers: int,
+) -> DltResource:
+    columns: dict[str, Any] = {c: {"data_type": "timestamp"} for c in entity.timestamps}
+    columns.update({c: dict(MONEY) for c in entity.money})
+    columns[entity.cursor] = {"data_type": "timestamp", "dedup_sort": "desc"}
+    if entity.cursor != "date_modified":
+        columns["date_modified"] = {"data_type": "timestamp", "dedup_sort": "desc"}
+        columns[entity.cursor] = {"data_type": "timestamp"}
+    if entity.has_custom_fields:
+        columns["custom_fields"] = {"data_type": "json"}
+        columns.update(pivot.column_hints(entity.record_type))
+    lag = lookback_days * 86_400 or None
+
+    def records(
+        cursor: dlt.sources.incremental[int] = dlt.sources.incremental(  # noqa: B008
+            entity.cursor, initial_value=initial, primary_key=(), lag=lag
+        ),
+    ) -> Iterator[list[dict]]:
+        lo = int(cursor.start_value if cursor.start_value is not None else initial)
+        if lo > run_start:
+            return
+        walker = WindowWalker(entity, lambda body, ctx: client.search(entity.name, body, ctx))
+        planned = walker.plan(lo, run_start, max_window_records)
+        log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
+        count = 0
+        for page in _read_windows(walker, planned, window_workers):
+            if entity.has_custom_fields:
+                for record in page:
+                    pivot.pivot(record, entity.record_type)
+            count += len(page)
+            yield page
+        log.info("%s: %d records read", entity.name, count)
+
+    return dlt.resource(
+        records,
+        name=entity.name,
+        primary_key="id",
+        write_disposition="merge",
+        columns=columns,
+        parallelized=True,
+    )
+
+
+_DONE = object()
+
+
+def _read_windows(
+    walker: WindowWalker, planned: list[PlannedWindow], workers: int
+) -> Iterator[list[dict]]:
+    """Pages of every window; several windows are walked at once when there are several."""
+    if len(planned) == 1 or workers <= 1:
+        for window in planned:
+            yield from walker.walk(window)
+        return
+    pages: queue.Queue = queue.Queue(maxsize=workers * 4)
+    stop = threading.Event()
+
+    def walk(window: PlannedWindow) -> None:
+        try:
+            for page in walker.walk(window):
+                if stop.is_set():
+                    return
+                pages.put(page)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            pages.put(exc)
+        finally:
+            pages.put(_DONE)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copper-window") as pool:
+        for window in planned:
+            pool.submit(walk, window)
+        remaining = len(planned)
+        try:
+            while remaining:
+                item = pages.get()
+                if item is _DONE:
+                    remaining -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+            while remaining:  # let blocked producers finish
+                if pages.get() is _DONE:
+                    remaining -= 1
+
+
+def _reference_resource(reference: Reference, client: CopperClient) -> DltResource:
+    def rows() -> Iterator[Any]:
+        context = f"reference table {reference.name}"
+        if reference.method == "POST":
+            page = 1
+            while True:
+                body = {"page_size": PAGE_SIZE, "page_number": page}
+                data, _ = client.request("POST", reference.path, body, context=context)
+                yield data
+                if len(data) < PAGE_SIZE:
+                    return
+                page += 1
+        data = client.get(reference.path, context=context)
+        if reference.name == "activity_types" and isinstance(data, dict):
+            data = [{**t, "category": t.get("category", c)} for c, ts in data.items() for t in ts]
+        yield data
+
+    hints: dict[str, Any] = {"write_disposition": "replace"}
+    if reference.primary_key:
+        hints["primary_key"] = reference.primary_key
+    if reference.name == "activity_types":
+        hints["primary_key"] = ("category", "id")
+    return dlt.resource(rows, name=reference.name, **hints)

@@ -185,7 +185,9 @@ class CopperClient:
             with self._lock:
                 self.stats.throttled += 1
             retry_after = _retry_after(response)
-            self.budget.pause(retry_after if retry_after is not None else 2.0)
+            self.budget.pause(
+                retry_after if retry_after is not None else min(2.0, self.max_backoff)
+            )
             raise _Retryable("HTTP 429 rate limited", retry_after)
         if status >= 500:
             raise _Retryable(f"HTTP {status} {_message(response)}")

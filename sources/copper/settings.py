@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 BASE_URL = "https://api.copper.com/developer_api/v1"
+MONEY = {"data_type": "decimal", "precision": 38, "scale": 9}  # sums exactly, unlike double
 PAGE_SIZE = 200  # Copper's maximum page_size
 SEARCH_CAP = 100_000  # only the first 100,000 matches of one search are reachable
 REQUESTS_PER_MINUTE = 180  # per account, in any rolling 60 s
@@ -25,16 +26,24 @@ class Entity:
     timestamps: tuple[str, ...] = ("date_created", "date_modified")
     has_custom_fields: bool = True
     lookback_days: int = 0  # re-read this much before the cursor every run
+    money: tuple[str, ...] = ()  # numbers Copper sends as int or float: typed decimal up front
 
 
 ENTITIES: tuple[Entity, ...] = (
     Entity("people", "person", timestamps=("date_created", "date_modified", "date_last_contacted")),
     Entity("companies", "company"),
-    Entity("leads", "lead", extra_body={"include_converted_leads": True}),
+    Entity(
+        "leads",
+        "lead",
+        extra_body={"include_converted_leads": True},
+        timestamps=("date_created", "date_modified", "converted_timestamp"),
+        money=("monetary_value", "converted_value"),
+    ),
     Entity(
         "opportunities",
         "opportunity",
         timestamps=("date_created", "date_modified", "date_stage_changed", "date_last_contacted"),
+        money=("monetary_value",),
     ),
     Entity("projects", "project"),
     Entity(

@@ -1,0 +1,205 @@
+"""Plan cursor windows under Copper's 100,000 cap and walk them without skipping a row.
+
+Offset paging over a live, sorted set skips a row whenever an earlier row changes mid-walk.
+So a window is walked by *keyset restarts*: every request is page 1 of "cursor >= the last
+value seen", and ids already yielded at that boundary value are dropped. A row that is not
+modified keeps its place ahead of the cursor and is always reached; a modified row jumps past
+the window's fixed upper bound (the run's start) and is read by the next run.
+
+When a whole page shares one cursor value (a bulk edit: thousands of records in one second),
+that second is walked on its own by a second key (`date_created`), the same way. Only a full
+page sharing both keys falls back to offset paging, which is where the 100,000 wall could
+bite: a request past it is refused with a clear error instead of silently reading nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pendulum
+
+from .settings import PAGE_SIZE, SEARCH_CAP, Entity
+
+log = logging.getLogger("copper")
+
+Search = Callable[[dict, str], tuple[list[dict], int | None]]  # (body, context) -> rows, total
+
+
+class WindowError(RuntimeError):
+    """A window that cannot be read completely."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Records whose cursor lies in [lo, hi], inclusive Unix seconds."""
+
+    lo: int
+    hi: int
+
+    def __str__(self) -> str:
+        fmt = "YYYY-MM-DD HH:mm:ss"
+        lo = pendulum.from_timestamp(self.lo).format(fmt)
+        hi = pendulum.from_timestamp(self.hi).format(fmt)
+        return f"{lo}..{hi} UTC"
+
+
+@dataclass
+class PlannedWindow:
+    window: Window
+    first_page: list[dict]  # page 1 of the window's walk, already fetched by the probe
+    total: int | None  # X-PW-TOTAL of the probe (an upper bound)
+
+
+class WindowWalker:
+    """Reads one entity's windows through a `search(body, context)` function."""
+
+    def __init__(self, entity: Entity, search: Search, page_size: int = PAGE_SIZE) -> None:
+        self.entity = entity
+        self.search = search
+        self.page_size = page_size
+        self.levels = ((entity.cursor, entity.cursor_filter), (entity.tie_field, entity.tie_filter))
+        self._warned_ignored = False
+
+    # -- planning ----------------------------------------------------------------------------
+    def plan(self, lo: int, hi: int, max_records: int) -> list[PlannedWindow]:
+        """Bisect [lo, hi] until each window's X-PW-TOTAL is at most `max_records`.
+
+        Each probe is page 1 of its window's walk, so an unsplit window wastes nothing.
+        """
+        max_records = min(max_records, SEARCH_CAP - 1)
+        planned, stack = [], [Window(lo, hi)]
+        while stack:
+            window = stack.pop()
+            body = self._body(0, window.lo, window.hi, {}, 1)
+            rows, total = self.search(body, self._context(window, "probe"))
+            fits = total is None or total <= max_records or len(rows) < self.page_size
+            if fits or window.lo >= window.hi:
+                planned.append(PlannedWindow(window, rows, total))
+                continue
+            mid = window.lo + (window.hi - window.lo) // 2
+            stack += [Window(mid + 1, window.hi), Window(window.lo, mid)]
+        return sorted(planned, key=lambda p: p.window.lo)
+
+    # -- walking -----------------------------------------------------------------------------
+    def walk(self, planned: PlannedWindow) -> Iterator[list[dict]]:
+        """Every record of the window, each once, as pages (lists) in cursor order."""
+        window = planned.window
+        yield from self._keyset(0, window.lo, window.hi, {}, set(), window, planned.first_page)
+
+    def _keyset(
+        self,
+        level: int,
+        lo: int | None,
+        hi: int | None,
+        fixed: dict,
+        exclude: set[int],
+        window: Window,
+        first_page: list[dict] | None = None,
+    ) -> Iterator[list[dict]]:
+        key, stem = self.levels[level]
+        cursor, seen, page_number = lo, set[int](), 1
+        while True:
+            body = self._body(level, cursor, hi, fixed, page_number)
+            if first_page is not None:
+                raw, first_page = first_page, None
+            else:
+                context = self._context(window, f"{key} >= {cursor}, page {page_number}")
+                raw, _ = self.search(body, context)
+            accept = self._acceptor(body)
+            fresh = [
+                r
+                for r in raw
+                if accept(r)
+                and r["id"] not in exclude
+                and not (r.get(key) == cursor and r["id"] in seen)
+            ]
+            if fresh:
+                yield fresh
+            if len(raw) < self.page_size:
+                return
+            last = raw[-1].get(key)
+            if last is None or (cursor is not None and last < cursor):
+                # the server ignored our lower bound: only offset paging can move on
+                seen |= {r["id"] for r in raw}
+                page_number = self._next_offset_page(page_number, window, key, cursor)
+            elif last != cursor:
+                cursor, page_number = last, 1
+                seen = {r["id"] for r in raw if r.get(key) == last}
+            elif level + 1 < len(self.levels):
+                # a full page inside one value of this key: read that value by the next key
+                crowd = {**fixed, f"minimum_{stem}": cursor, f"maximum_{stem}": cursor}
+                done = exclude | seen | {r["id"] for r in raw}
+                log.info("%s %s: %s %s is crowded; reading it by %s", self.entity.name,
+                         window, key, cursor, self.levels[level + 1][0])  # fmt: skip
+                yield from self._keyset(level + 1, None, None, crowd, done, window)
+                if hi is not None and cursor >= hi:
+                    return
+                cursor, seen, page_number = cursor + 1, set(), 1
+            else:
+                # every key shared by a full page: offset paging is all that is left
+                seen |= {r["id"] for r in raw}
+                page_number = self._next_offset_page(page_number, window, key, cursor)
+
+    def _next_offset_page(self, page_number: int, window: Window, key: str, value: object) -> int:
+        if (page_number + 1) * self.page_size > SEARCH_CAP:
+            raise WindowError(
+                f"{self.entity.name} {window}: more than {SEARCH_CAP:,} records share "
+                f"{key} = {value}; Copper cannot return them all and no filter splits them"
+            )
+        return page_number + 1
+
+    # -- bodies ------------------------------------------------------------------------------
+    def _body(
+        self, level: int, lo: int | None, hi: int | None, fixed: dict, page_number: int
+    ) -> dict:
+        key, stem = self.levels[level]
+        body = {
+            **self.entity.extra_body,
+            **fixed,
+            "page_size": self.page_size,
+            "page_number": page_number,
+            "sort_by": key,
+            "sort_direction": "asc",
+        }
+        if lo is not None:
+            body[f"minimum_{stem}"] = lo
+        if hi is not None:
+            body[f"maximum_{stem}"] = hi
+        return body
+
+    def _acceptor(self, body: dict) -> Callable[[dict], bool]:
+        """Re-check on our side the bounds we asked Copper to apply."""
+        bounds = []
+        for key, stem in self.levels:
+            lo, hi = body.get(f"minimum_{stem}"), body.get(f"maximum_{stem}")
+            if lo is not None or hi is not None:
+                bounds.append((key, lo, hi))
+
+        def accept(record: dict) -> bool:
+            for key, lo, hi in bounds:
+                value = record.get(key)
+                if (
+                    value is None
+                    or (lo is not None and value < lo)
+                    or (hi is not None and value > hi)
+                ):
+                    self._warn_ignored(key)
+                    return False
+            return True
+
+        return accept
+
+    def _warn_ignored(self, key: str) -> None:
+        if not self._warned_ignored:
+            self._warned_ignored = True
+            log.warning(
+                "%s: Copper returned records outside the requested %s range; "
+                "filtering them out on our side",
+                self.entity.name,
+                key,
+            )
+
+    def _context(self, window: Window, detail: str) -> str:
+        return f"{self.entity.name} window {window}, {detail}"

@@ -1,0 +1,99 @@
+"""Load the sandbox with the Copper source into DuckDB, and compare the warehouse to the truth."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+
+from copper import copper_source
+from copper_sandbox import RunningSandbox
+
+ENTITY_FIELDS = {
+    "people": ("name", "title", "assignee_id", "company_id"),
+    "companies": ("name", "email_domain", "assignee_id"),
+    "leads": ("name", "status", "monetary_value"),
+    "opportunities": ("name", "status", "pipeline_stage_id", "monetary_value"),
+    "projects": ("name", "status"),
+    "tasks": ("name", "status", "priority"),
+    "activities": ("details", "user_id"),
+}
+TIMESTAMPS = {"activities": ("date_modified", "activity_date")}
+
+
+class Loader:
+    """A dlt pipeline into a DuckDB file in `root`, pointed at a running sandbox."""
+
+    def __init__(self, root: Path, running: RunningSandbox, name: str = "copper_test") -> None:
+        self.root = root
+        self.running = running
+        self.db_path = root / f"{name}.duckdb"
+        self.pipeline = dlt.pipeline(
+            pipeline_name=name,
+            pipelines_dir=str(root / "pipelines"),
+            destination=dlt.destinations.duckdb(str(self.db_path)),
+            dataset_name="copper",
+        )
+
+    def source(self, **options: Any):
+        options.setdefault("requests_per_minute", 100_000)
+        return copper_source(
+            api_key=self.running.api_key,
+            user_email=self.running.user_email,
+            base_url=self.running.base_url,
+            **options,
+        )
+
+    def run(self, **options: Any):
+        info = self.pipeline.run(self.source(**options))
+        info.raise_on_failed_jobs()
+        return info
+
+    def rows(self, table: str) -> list[dict]:
+        with duckdb.connect(str(self.db_path), read_only=True) as con:
+            cur = con.execute(f"select * from copper.{table}")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def tables(self) -> set[str]:
+        with duckdb.connect(str(self.db_path), read_only=True) as con:
+            rows = con.execute(
+                "select table_name from information_schema.tables where table_schema='copper'"
+            ).fetchall()
+        return {r[0] for r in rows}
+
+
+def epoch(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    return int(value)
+
+
+def assert_warehouse_equals(loader: Loader, entity: str, truth: list[dict] | None = None) -> None:
+    """Every current record, with its values, and nothing else (no lost, stale or extra rows)."""
+    truth = truth if truth is not None else loader.running.sandbox.account.snapshot(entity)
+    rows = loader.rows(entity)
+    by_id = {r["id"]: r for r in rows}
+    assert len(by_id) == len(rows), f"{entity}: duplicate ids in the warehouse"
+    missing = {t["id"] for t in truth} - set(by_id)
+    extra = set(by_id) - {t["id"] for t in truth}
+    assert not missing and not extra, f"{entity}: {len(missing)} missing, {len(extra)} extra"
+    for record in truth:
+        row = by_id[record["id"]]
+        for column in ("date_modified", *TIMESTAMPS.get(entity, ())):
+            assert epoch(row[column]) == record[column], (entity, record["id"], column)
+        for column in ENTITY_FIELDS[entity]:
+            value = row[column]
+            if isinstance(value, Decimal):  # money lands as decimal(38, 9)
+                value = float(value)
+            assert value == record.get(column), (entity, record["id"], column)
+        if entity != "activities":
+            raw = row["custom_fields"]
+            assert (json.loads(raw) if isinstance(raw, str) else raw) == record["custom_fields"]

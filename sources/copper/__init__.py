@@ -93,10 +93,8 @@ def copper_source(
     )
     run_start = int(time.time())
     definitions = client.get("/custom_field_definitions", context="custom field definitions")
-    state = dlt.current.source_state()
-    frozen = state.get(STATE_COLUMNS, {})
+    frozen = dlt.current.source_state().get(STATE_COLUMNS, {})
     columns = column_names(definitions, frozen, reserved=set())
-    state[STATE_COLUMNS] = columns
     pivot = CustomFieldPivot(definitions, columns)
 
     selected = [e for e in ENTITIES if not entities or e.name in entities]
@@ -118,9 +116,18 @@ def copper_source(
             )
         else:
             yield _reference_resource(reference, client)
-    yield dlt.resource(
-        pivot.mapping_rows(), name="custom_field_mapping", write_disposition="replace"
-    )
+    yield _mapping_resource(pivot)
+
+
+def _mapping_resource(pivot: CustomFieldPivot) -> DltResource:
+    """The id -> column -> label table. Like the entity resources, it freezes the column names
+    in source state, saved with this load, so a renamed field keeps its column ever after."""
+
+    def mapping() -> Iterator[list[dict]]:
+        dlt.current.source_state()[STATE_COLUMNS] = pivot.columns
+        yield pivot.mapping_rows()
+
+    return dlt.resource(mapping, name="custom_field_mapping", write_disposition="replace")
 
 
 def _start_timestamp(start_date: str | None) -> int:
@@ -161,6 +168,8 @@ def _entity_resource(
             entity.cursor, initial_value=initial, primary_key=(), lag=lag
         ),
     ) -> Iterator[list[dict]]:
+        if entity.has_custom_fields:
+            dlt.current.source_state()[STATE_COLUMNS] = pivot.columns
         lo = int(cursor.start_value if cursor.start_value is not None else initial)
         if lo > run_start:
             return

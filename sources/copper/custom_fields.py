@@ -420,6 +420,11 @@ class CustomFieldPivot:
         self._specs.sort(key=lambda s: s.definition_id)
         self._plans: dict[str, _Plan] = {}
 
+    @property
+    def columns(self) -> dict[str, str]:
+        """Definition id (str) -> column name: the mapping to freeze in source state."""
+        return dict(self._columns)
+
     def specs_for(self, record_type: str) -> list[FieldSpec]:
         """Current definitions available on `record_type`, by ascending id."""
         return [s for s in self._specs if record_type in s.record_types]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo sandbox test lint bench clean
+.PHONY: install demo sandbox test postgres lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# a simulated Copper account loaded into demo.duckdb, with example queries
 demo: $(STAMP)
-	$(BIN)/copper-sandbox serve --port 8765
+	$(BIN)/copper-pipeline demo
 
+# just the simulated account, on http://127.0.0.1:8765/developer_api/v1
 sandbox: $(STAMP)
 	$(BIN)/copper-sandbox serve --port 8765
 
-test: $(STAMP)
+# the Postgres tests start their own server from Debian's PostgreSQL (or use
+# COPPER_TEST_POSTGRES_URL); install it when it is missing and we may
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$COPPER_TEST_POSTGRES_URL" ] || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	  { echo "The tests need PostgreSQL: apt-get install postgresql, or set COPPER_TEST_POSTGRES_URL"; exit 1; }
+
+test: $(STAMP) postgres
 	$(BIN)/ruff check sources pipelines tests benchmarks
 	$(BIN)/python -m pytest -n 2 tests
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from copper_sandbox import RunningSandbox, Sandbox, SandboxAccount, SandboxConfig, serve_in_thread
+
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # tests never call home
 
 
 def copper_headers(running: RunningSandbox) -> dict[str, str]:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-import duckdb
 
 from copper import copper_source
 from copper_sandbox import RunningSandbox
@@ -27,17 +26,25 @@ TIMESTAMPS = {"activities": ("date_modified", "activity_date")}
 
 
 class Loader:
-    """A dlt pipeline into a DuckDB file in `root`, pointed at a running sandbox."""
+    """A dlt pipeline into a warehouse (a DuckDB file in `root` unless told otherwise),
+    pointed at a running sandbox; reads back through dlt's own SQL client."""
 
-    def __init__(self, root: Path, running: RunningSandbox, name: str = "copper_test") -> None:
+    def __init__(
+        self,
+        root: Path,
+        running: RunningSandbox,
+        name: str = "copper_test",
+        destination: Any = None,
+        dataset: str = "copper",
+    ) -> None:
         self.root = root
         self.running = running
         self.db_path = root / f"{name}.duckdb"
         self.pipeline = dlt.pipeline(
             pipeline_name=name,
             pipelines_dir=str(root / "pipelines"),
-            destination=dlt.destinations.duckdb(str(self.db_path)),
-            dataset_name="copper",
+            destination=destination or dlt.destinations.duckdb(str(self.db_path)),
+            dataset_name=dataset,
         )
 
     def source(self, **options: Any):
@@ -54,18 +61,28 @@ class Loader:
         info.raise_on_failed_jobs()
         return info
 
+    def query(self, sql: str) -> list[dict]:
+        """Rows of a query; `{dataset}` in `sql` is replaced by the dataset's qualified name."""
+        with self.pipeline.sql_client() as client:
+            sql = sql.replace("{dataset}", client.fully_qualified_dataset_name())
+            with client.execute_query(sql) as cursor:
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def rows(self, table: str) -> list[dict]:
-        with duckdb.connect(str(self.db_path), read_only=True) as con:
-            cur = con.execute(f"select * from copper.{table}")
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return self.query(f"select * from {{dataset}}.{table}")
 
     def tables(self) -> set[str]:
-        with duckdb.connect(str(self.db_path), read_only=True) as con:
-            rows = con.execute(
-                "select table_name from information_schema.tables where table_schema='copper'"
-            ).fetchall()
-        return {r[0] for r in rows}
+        if self.pipeline.default_schema_name is None:
+            return set()
+        with self.pipeline.sql_client() as client:
+            if not client.has_dataset():
+                return set()
+        rows = self.query(
+            "select table_name from information_schema.tables "
+            f"where table_schema = '{self.pipeline.dataset_name}'"
+        )
+        return {r["table_name"] for r in rows}
 
 
 def epoch(value: Any) -> int | None:

@@ -22,7 +22,7 @@ import pendulum
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
-from .client import CopperAuthError, CopperClient, CopperError, Credentials
+from .client import ClientStats, CopperAuthError, CopperClient, CopperError, Credentials
 from .custom_fields import CustomFieldPivot, column_names
 from .settings import (
     BASE_URL,
@@ -37,10 +37,18 @@ from .settings import (
 )
 from .windows import PlannedWindow, WindowError, WindowWalker
 
-__all__ = ["CopperAuthError", "CopperClient", "CopperError", "WindowError", "copper_source"]
+__all__ = [
+    "ClientStats",
+    "CopperAuthError",
+    "CopperClient",
+    "CopperError",
+    "WindowError",
+    "copper_source",
+]
 
 log = logging.getLogger("copper")
 STATE_COLUMNS = "custom_field_columns"
+PROGRESS_EVERY = 10.0  # seconds between progress lines of one entity
 
 
 @dlt.source(name="copper", max_table_nesting=1)
@@ -58,6 +66,7 @@ def copper_source(
     request_timeout: float = 30.0,
     max_attempts: int = 8,
     max_backoff: float = 60.0,
+    stats: ClientStats | None = None,
 ) -> Iterator[DltResource]:
     """Every Copper entity (merged on id) and the reference tables (replaced each run).
 
@@ -73,6 +82,8 @@ def copper_source(
         request_timeout: seconds before a request that got no answer is retried.
         max_attempts: tries per request before the run fails (transient errors only).
         max_backoff: the longest wait between two tries, in seconds.
+        stats: a `ClientStats` to fill with requests, 429s and records per entity, for
+            callers that report on the run (the `copper-pipeline` summary does).
     """
     initial = _start_timestamp(start_date)
     if requests_per_minute < 1:
@@ -90,6 +101,7 @@ def copper_source(
         timeout=request_timeout,
         max_attempts=max_attempts,
         max_backoff=max_backoff,
+        stats=stats,
     )
     run_start = int(time.time())
     definitions = client.get("/custom_field_definitions", context="custom field definitions")
@@ -176,14 +188,17 @@ def _entity_resource(
         walker = WindowWalker(entity, lambda body, ctx: client.search(entity.name, body, ctx))
         planned = walker.plan(lo, run_start, max_window_records)
         log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
-        count = 0
+        count, last_report = 0, time.monotonic()
         for page in _read_windows(walker, planned, window_workers):
             if entity.has_custom_fields:
                 for record in page:
                     pivot.pivot(record, entity.record_type)
             count += len(page)
             yield page
-        log.info("%s: %d records read", entity.name, count)
+            if time.monotonic() - last_report > PROGRESS_EVERY:
+                last_report = time.monotonic()
+                log.info("%s: %s records so far", entity.name, f"{count:,}")
+        log.info("%s: %s records read", entity.name, f"{count:,}")
 
     return dlt.resource(
         records,

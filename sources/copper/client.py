@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,13 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class _Unreachable(_Retryable):
+    """The host refused or did not resolve: retried only a few times, then reported."""
+
+
+UNREACHABLE_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class Credentials:
     """An API key and its user's email, or an OAuth access token. Never printed."""
@@ -79,11 +87,43 @@ class Credentials:
 
 
 @dataclass
-class ClientStats:
+class EntityStats:
+    """What one entity (or reference table) cost: requests, 429s, records, time."""
+
     requests: int = 0
-    throttled: int = 0  # 429 responses
+    throttled: int = 0
+    records: int = 0
+    started: float | None = None  # monotonic time of the first request
+    finished: float | None = None  # ... and of the last response
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or 0) - (self.started or 0) if self.started else 0.0
+
+
+@dataclass
+class ClientStats:
+    """Counters of a run, per path segment (`people`, `account`...); thread-safe via the client."""
+
+    entities: dict[str, EntityStats] = field(default_factory=dict)
     retries: int = 0
-    by_entity: dict[str, int] = field(default_factory=dict)
+    budget: RequestBudget | None = None  # the run's request budget, for its waits
+
+    @property
+    def budget_waits(self) -> tuple[int, float]:
+        """(requests that waited for the rate limit, seconds waited in all)."""
+        return (self.budget.waits, self.budget.waited_seconds) if self.budget else (0, 0.0)
+
+    def entity(self, name: str) -> EntityStats:
+        return self.entities.setdefault(name, EntityStats())
+
+    @property
+    def requests(self) -> int:
+        return sum(e.requests for e in self.entities.values())
+
+    @property
+    def throttled(self) -> int:
+        return sum(e.throttled for e in self.entities.values())
 
 
 class CopperClient:
@@ -100,12 +140,14 @@ class CopperClient:
         max_backoff: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         budget: RequestBudget | None = None,
+        stats: ClientStats | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.budget = budget or RequestBudget(requests_per_minute, 60.0)
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
-        self.stats = ClientStats()
+        self.stats = stats if stats is not None else ClientStats()
+        self.stats.budget = self.budget
         self._lock = threading.Lock()
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -130,6 +172,8 @@ class CopperClient:
                 f"Copper POST /{entity}/search{_ctx(context)} returned {type(data).__name__}, "
                 "expected a list of records"
             )
+        with self._lock:
+            self.stats.entity(entity).records += len(data)
         total = headers.get("x-pw-total")
         return data, int(total) if total and total.isdigit() else None
 
@@ -148,7 +192,7 @@ class CopperClient:
         """Send one logical request, retrying transient failures; (parsed JSON, headers)."""
         label = f"{method} {path}{_ctx(context)}"
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_after_attempt(self.max_attempts) | _unreachable_for_long,
             wait=self._wait,
             retry=retry_if_exception_type(_Retryable),
             before_sleep=lambda state: self._before_retry(label, state),
@@ -159,9 +203,8 @@ class CopperClient:
                 with attempt:
                     return self._send(method, path, body, params, label)
         except _Retryable as exc:
-            raise CopperError(
-                f"Copper {label} failed after {self.max_attempts} attempts: {exc}"
-            ) from None
+            attempts = UNREACHABLE_ATTEMPTS if isinstance(exc, _Unreachable) else self.max_attempts
+            raise CopperError(f"Copper {label} failed after {attempts} attempts: {exc}") from None
         raise AssertionError("unreachable")
 
     # -- internals ---------------------------------------------------------------------------
@@ -169,21 +212,25 @@ class CopperClient:
         self, method: str, path: str, body: dict | None, params: dict | None, label: str
     ) -> tuple[Any, httpx.Headers]:
         content = orjson.dumps(body) if body is not None else None
+        counters = self.stats.entity(path.strip("/").split("/")[0])
         with self.budget.slot():
             with self._lock:
-                self.stats.requests += 1
-                entity = path.strip("/").split("/")[0]
-                self.stats.by_entity[entity] = self.stats.by_entity.get(entity, 0) + 1
+                counters.requests += 1
+                counters.started = counters.started or time.monotonic()
             try:
                 response = self._http.request(method, path, content=content, params=params)
             except httpx.TimeoutException as exc:
                 raise _Retryable(f"timed out ({type(exc).__name__})") from None
+            except httpx.ConnectError as exc:
+                raise _Unreachable(f"cannot connect to {self.base_url} ({exc})") from None
             except httpx.TransportError as exc:
                 raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})") from None
+            finally:
+                counters.finished = time.monotonic()
         status = response.status_code
         if status == 429:
             with self._lock:
-                self.stats.throttled += 1
+                counters.throttled += 1
             retry_after = _retry_after(response)
             self.budget.pause(
                 retry_after if retry_after is not None else min(2.0, self.max_backoff)
@@ -221,6 +268,11 @@ class CopperClient:
             "Copper %s: %s; retry %d/%d in %.1fs",
             label, exc, state.attempt_number, self.max_attempts - 1, delay,
         )  # fmt: skip
+
+
+def _unreachable_for_long(state: RetryCallState) -> bool:
+    exc = state.outcome.exception() if state.outcome else None
+    return isinstance(exc, _Unreachable) and state.attempt_number >= UNREACHABLE_ATTEMPTS
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,0 +1,122 @@
+"""`copper-pipeline`: load Copper into DuckDB or Postgres from cron, check a setup, run the demo.
+
+copper-pipeline run [--destination duckdb|postgres] [--entities people,opportunities]
+                    [--start-date 2024-01-01] [--full-refresh] [--dbt]
+copper-pipeline check
+copper-pipeline demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from copper.settings import ENTITIES
+
+from .runner import DEFAULT_DUCKDB, DESTINATIONS, RunError, RunOptions, run
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="copper-pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run_p = sub.add_parser("run", help="load Copper into the warehouse (incremental)")
+    _warehouse_args(run_p)
+    run_p.add_argument(
+        "--entities", help=f"comma-separated, from: {', '.join(e.name for e in ENTITIES)}"
+    )
+    run_p.add_argument("--start-date", help="ISO date: on a first load, skip older records")
+    run_p.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="drop state and tables of the selected entities, reload them",
+    )
+    run_p.add_argument("--dbt", action="store_true", help="run the dbt project after loading")
+
+    check_p = sub.add_parser("check", help="validate credentials and configuration")
+    _warehouse_args(check_p)
+    check_p.add_argument("--entities", help="as for run")
+    check_p.add_argument("--start-date", help="as for run")
+
+    demo_p = sub.add_parser("demo", help="load a simulated Copper account into demo.duckdb")
+    demo_p.add_argument("--duckdb-path", type=Path, default=Path("demo.duckdb"))
+    demo_p.add_argument("--scale", type=float, default=1.0, help="size of the simulated account")
+    for p in (run_p, check_p, demo_p):
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    return parser
+
+
+def _warehouse_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS)
+    parser.add_argument("--duckdb-path", type=Path, default=Path(DEFAULT_DUCKDB))
+    parser.add_argument("--dataset", default="copper")
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    entities = [e.strip() for e in args.entities.split(",") if e.strip()] if args.entities else None
+    return RunOptions(
+        destination=args.destination,
+        duckdb_path=args.duckdb_path,
+        dataset=args.dataset,
+        entities=entities,
+        start_date=args.start_date,
+        full_refresh=getattr(args, "full_refresh", False),
+        dbt=getattr(args, "dbt", False),
+    )
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("copper").setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:  # dlt's own chatter (e.g. columns without data yet) is not for cron logs
+        os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # no calls home from cron
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    setup_logging(verbose)
+    try:
+        if args.command == "run":
+            report = run(options_from(args))
+            print(report.table())
+            return 0
+        if args.command == "check":
+            from .check import check
+
+            print(check(options_from(args)))
+            return 0
+        from .demo import demo
+
+        return demo(args.duckdb_path, scale=args.scale)
+    except RunError as exc:
+        if verbose:
+            traceback.print_exception(exc)
+        print(f"copper-pipeline {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if _is_usage(exc) else EXIT_FAILED
+
+
+def _is_usage(exc: RunError) -> bool:
+    text = str(exc)
+    return text.startswith(("unknown ", "bad ", "missing configuration", "Copper credentials"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

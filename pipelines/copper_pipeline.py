@@ -1,0 +1,34 @@
+"""Load Copper into DuckDB with dlt: the pipeline to copy when you write your own.
+
+    export SOURCES__COPPER__API_KEY=...  SOURCES__COPPER__USER_EMAIL=you@example.com
+    python pipelines/copper_pipeline.py
+
+Credentials can also live in `.dlt/secrets.toml` under `[sources.copper]`. The command line
+(`copper-pipeline run`) wraps the same call with a lock, progress, a summary and clear errors.
+"""
+
+from __future__ import annotations
+
+import dlt
+
+from copper import copper_source
+
+
+def load_copper(destination: str = "duckdb", dataset: str = "copper") -> None:
+    """Every entity, incrementally; reference tables replaced; custom fields as columns."""
+    pipeline = dlt.pipeline(pipeline_name="copper", destination=destination, dataset_name=dataset)
+    info = pipeline.run(copper_source())
+    print(info)
+
+
+def load_some_entities() -> None:
+    """Only people and opportunities, from 2024 on, with a smaller request budget."""
+    pipeline = dlt.pipeline(pipeline_name="copper", destination="duckdb", dataset_name="copper")
+    source = copper_source(
+        entities=["people", "opportunities"], start_date="2024-01-01", requests_per_minute=120
+    )
+    print(pipeline.run(source))
+
+
+if __name__ == "__main__":
+    load_copper()

@@ -1,0 +1,348 @@
+"""One run of the Copper pipeline as cron runs it: locked, reported, with one-line errors.
+
+Used by the command line (`pipelines/cli.py`); importable for schedulers such as Airflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pendulum
+
+from copper import ClientStats, CopperError, copper_source
+from copper.settings import ENTITIES, ENTITY_BY_NAME
+
+PIPELINE_NAME = "copper"
+# not copper.duckdb: DuckDB names the catalog after the file, and a catalog named like the
+# `copper` schema makes every `copper.<table>` reference ambiguous (dlt itself fails on it)
+DEFAULT_DUCKDB = "copper_warehouse.duckdb"
+RUNS_TABLE = "_copper_runs"
+DESTINATIONS = ("duckdb", "postgres")
+# Postgres loads fastest from CSV (COPY), measured in benchmarks/postgres_load.py
+LOADER_FORMAT = {"postgres": "csv"}
+
+
+class RunError(Exception):
+    """A run that failed; the message is one line a person understands."""
+
+
+@dataclass
+class RunOptions:
+    destination: str = "duckdb"
+    duckdb_path: Path = Path(DEFAULT_DUCKDB)
+    dataset: str = "copper"
+    entities: list[str] | None = None
+    start_date: str | None = None
+    full_refresh: bool = False
+    dbt: bool = False
+    pipeline_name: str = PIPELINE_NAME
+    pipelines_dir: Path | None = None  # default: dlt's (~/.dlt/pipelines)
+    source_options: dict[str, Any] = field(default_factory=dict)  # base_url, api_key, ...
+    progress_every: float = 10.0
+
+    def validate(self) -> None:
+        """Refuse bad input before anything is touched."""
+        if self.destination not in DESTINATIONS:
+            raise RunError(
+                f"unknown destination {self.destination!r}; choose {' or '.join(DESTINATIONS)}"
+            )
+        unknown = sorted(set(self.entities or ()) - set(ENTITY_BY_NAME))
+        if unknown:
+            raise RunError(
+                f"unknown entity {', '.join(unknown)}; choose from {', '.join(ENTITY_BY_NAME)}"
+            )
+        if self.destination == "duckdb" and Path(self.duckdb_path).stem == self.dataset:
+            raise RunError(
+                f"bad --duckdb-path {self.duckdb_path}: DuckDB would name its catalog "
+                f"{self.dataset!r} like the dataset, making `{self.dataset}.<table>` ambiguous; "
+                "choose another file name or --dataset"
+            )
+        if self.start_date:
+            try:
+                pendulum.parse(self.start_date)
+            except (ValueError, pendulum.parsing.exceptions.ParserError):
+                raise RunError(
+                    f"bad --start-date {self.start_date!r}: use an ISO date such as 2024-01-31"
+                ) from None
+
+
+@dataclass
+class EntityReport:
+    entity: str
+    rows_extracted: int
+    rows_loaded: int
+    requests: int
+    throttled: int
+    seconds: float
+
+
+@dataclass
+class RunReport:
+    load_id: str | None
+    started_at: datetime
+    finished_at: datetime
+    entities: list[EntityReport]
+    requests: int
+    throttled: int
+    budget_waits: int
+    budget_wait_seconds: float
+
+    def table(self) -> str:
+        header = ("entity", "rows extracted", "rows loaded", "requests", "429s", "seconds")
+        rows = [
+            (e.entity, f"{e.rows_extracted:,}", f"{e.rows_loaded:,}", f"{e.requests:,}",
+             f"{e.throttled:,}", f"{e.seconds:.1f}")
+            for e in self.entities
+        ]  # fmt: skip
+        total_seconds = (self.finished_at - self.started_at).total_seconds()
+        rows.append(
+            ("total", f"{sum(e.rows_extracted for e in self.entities):,}",
+             f"{sum(e.rows_loaded for e in self.entities):,}", f"{self.requests:,}",
+             f"{self.throttled:,}", f"{total_seconds:.1f}")
+        )  # fmt: skip
+        widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+        lines = [
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+            for r in (header, *rows)
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def rows(self, status: str, options: RunOptions) -> list[dict]:
+        """The `_copper_runs` rows of this run: one per entity."""
+        return [
+            {
+                "load_id": self.load_id,
+                "run_started_at": self.started_at,
+                "run_finished_at": self.finished_at,
+                "entity": e.entity,
+                "rows_extracted": e.rows_extracted,
+                "rows_loaded": e.rows_loaded,
+                "requests": e.requests,
+                "throttled": e.throttled,
+                "seconds": round(e.seconds, 3),
+                "status": status,
+                "destination": options.destination,
+            }
+            for e in self.entities
+        ]
+
+
+def make_pipeline(options: RunOptions) -> dlt.Pipeline:
+    if options.destination == "duckdb":
+        destination: Any = dlt.destinations.duckdb(str(options.duckdb_path))
+    else:
+        destination = dlt.destinations.postgres()
+    return dlt.pipeline(
+        pipeline_name=options.pipeline_name,
+        pipelines_dir=str(options.pipelines_dir) if options.pipelines_dir else None,
+        destination=destination,
+        dataset_name=options.dataset,
+    )
+
+
+def run(options: RunOptions, log: Any = None) -> RunReport:
+    """Load Copper once. Raises RunError with a one-line message on any failure."""
+    options.validate()
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    pipeline = make_pipeline(options)
+    selected = options.entities or [e.name for e in ENTITIES]
+    stats = ClientStats()
+    started = datetime.now(UTC)
+    with explained(options), run_lock(pipeline, options):
+        source = copper_source(
+            entities=selected, start_date=options.start_date, stats=stats,
+            **options.source_options,
+        )  # fmt: skip
+        with progress(stats, selected, log, options.progress_every):
+            info = pipeline.run(
+                source,
+                refresh="drop_resources" if options.full_refresh else None,
+                loader_file_format=LOADER_FORMAT.get(options.destination),
+            )
+        info.raise_on_failed_jobs()
+        report = _report(pipeline, stats, selected, started)
+        pipeline.run(
+            dlt.resource(report.rows("loaded", options), name=RUNS_TABLE,
+                         write_disposition="append",
+                         columns={"run_started_at": {"data_type": "timestamp"},
+                                  "run_finished_at": {"data_type": "timestamp"}}),
+        )  # fmt: skip
+        if options.dbt:
+            run_dbt(pipeline, log)
+    return report
+
+
+def _report(
+    pipeline: dlt.Pipeline, stats: ClientStats, selected: list[str], started: datetime
+) -> RunReport:
+    trace = pipeline.last_trace
+    counts: dict[str, int] = {}
+    normalize = trace.last_normalize_info if trace else None
+    if normalize is not None:
+        counts = normalize.row_counts
+    load_ids = (
+        pipeline.last_trace.last_load_info.loads_ids if trace and trace.last_load_info else []
+    )
+    entities = [
+        EntityReport(
+            name,
+            stats.entity(name).records,
+            counts.get(name, 0),
+            stats.entity(name).requests,
+            stats.entity(name).throttled,
+            stats.entity(name).seconds,
+        )
+        for name in selected
+    ]
+    waits, waited = stats.budget_waits
+    return RunReport(
+        load_id=load_ids[-1] if load_ids else None,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        entities=entities,
+        requests=stats.requests,
+        throttled=stats.throttled,
+        budget_waits=waits,
+        budget_wait_seconds=waited,
+    )
+
+
+@contextlib.contextmanager
+def progress(stats: ClientStats, selected: list[str], log: Any, every: float) -> Iterator[None]:
+    """A line every `every` seconds: records and requests so far, waits on the rate limit."""
+    done = threading.Event()
+
+    def report() -> None:
+        while not done.wait(every):
+            parts = [
+                f"{name} {stats.entity(name).records:,}"
+                for name in selected
+                if stats.entity(name).requests
+            ]
+            _, waited = stats.budget_waits
+            log(
+                f"progress: {', '.join(parts) or 'starting'} records; {stats.requests:,} "
+                f"requests, {stats.throttled} x 429, {waited:.0f}s waited for the rate limit"
+            )
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+@contextlib.contextmanager
+def run_lock(pipeline: dlt.Pipeline, options: RunOptions) -> Iterator[None]:
+    """One run at a time per warehouse: a file lock beside a DuckDB file, an advisory lock in
+    Postgres (held by a connection for the whole run). A second run refuses, clearly."""
+    if options.destination == "duckdb":
+        path = Path(f"{options.duckdb_path}.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise RunError(
+                    f"another copper-pipeline run (pid {holder}) is loading "
+                    f"{options.duckdb_path}; try again when it has finished"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+        return
+    with pipeline.sql_client() as client:
+        key = f"copper-pipeline:{options.dataset}"
+        row = client.execute_sql("select pg_try_advisory_lock(hashtext(%s))", key)
+        if not row or not row[0][0]:
+            raise RunError(
+                f"another copper-pipeline run is loading Postgres dataset {options.dataset!r}; "
+                "try again when it has finished"
+            )
+        try:
+            yield
+        finally:
+            client.execute_sql("select pg_advisory_unlock(hashtext(%s))", key)
+
+
+@contextlib.contextmanager
+def explained(options: RunOptions) -> Iterator[None]:
+    """Turn whatever went wrong into RunError with one line naming the cause."""
+    try:
+        yield
+    except RunError:
+        raise
+    except Exception as exc:
+        raise RunError(explain(exc, options)) from exc
+
+
+def explain(exc: BaseException, options: RunOptions) -> str:
+    chain = list(_causes(exc))
+    for cause in chain:
+        if isinstance(cause, CopperError | RunError):
+            return str(cause)
+    for cause in chain:
+        name = type(cause).__name__
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else name
+        if name == "IOException" and "lock" in text.lower():
+            return (
+                f"DuckDB file {options.duckdb_path} is locked by another process "
+                f"(close other connections to it, e.g. a notebook or the duckdb CLI): {text}"
+            )
+        if name == "OperationalError" or "could not connect" in text:
+            return f"Postgres unreachable: {text}"
+        if name == "ConfigFieldMissingException":
+            return f"missing configuration: {text}"
+        if isinstance(cause, ValueError) and "dlt" not in type(cause).__module__:
+            return text
+    root = chain[-1]
+    return (
+        f"{type(root).__name__}: {str(root).strip().splitlines()[0] if str(root).strip() else ''}"
+    )
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for nxt in (getattr(current, "exception", None), current.__cause__, current.__context__):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+
+
+def run_dbt(pipeline: dlt.Pipeline, log: Any) -> None:
+    project = Path(__file__).resolve().parents[1] / "dbt_project"
+    if not (project / "dbt_project.yml").exists():
+        log("dbt: no dbt project yet (dbt_project/dbt_project.yml); skipped")
+        return
+    from .reporting import build_dbt
+
+    build_dbt(pipeline, project, log)

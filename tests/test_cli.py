@@ -1,0 +1,160 @@
+"""`copper-pipeline` end to end, as cron runs it: a real subprocess, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from copper_sandbox import SandboxAccount
+from copper_sandbox.server import free_port
+
+CLI = str(Path(sys.executable).parent / "copper-pipeline")
+
+
+def cli(*args: str, cwd: Path, running=None, env: dict | None = None, timeout: float = 300):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    full_env["DLT_DATA_DIR"] = str(cwd / "dlt-data")
+    if running is not None:
+        full_env |= {
+            "SOURCES__COPPER__API_KEY": running.api_key,
+            "SOURCES__COPPER__USER_EMAIL": running.user_email,
+            "SOURCES__COPPER__BASE_URL": running.base_url,
+        }
+    full_env |= env or {}
+    return subprocess.run(
+        [CLI, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def one_line_error(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_run_loads_prints_a_summary_and_records_the_run(serve, tmp_path):
+    with serve(SandboxAccount.generate(seed=51, scale=0.05)) as running:
+        first = cli("run", cwd=tmp_path, running=running)
+        assert first.returncode == 0, first.stderr
+        second = cli("run", "--entities", "people,tasks", cwd=tmp_path, running=running)
+        assert second.returncode == 0, second.stderr
+    for entity in ("people", "companies", "activities", "total"):
+        assert entity in first.stdout
+    assert "rows extracted" in first.stdout and "429s" in first.stdout
+    with duckdb.connect(str(tmp_path / "copper_warehouse.duckdb"), read_only=True) as con:
+        runs = con.execute(
+            "select entity, rows_loaded, requests, status from copper._copper_runs"
+        ).fetchall()
+        people = con.execute("select count(*) from copper.people").fetchone()[0]
+    assert len(runs) == 7 + 2 and {r[3] for r in runs} == {"loaded"}
+    assert ("people", people) in {(r[0], r[1]) for r in runs}
+    assert all(r[2] >= 1 for r in runs)
+
+
+def test_full_refresh_reloads_and_drops_deleted_records(serve, tmp_path):
+    account = SandboxAccount.generate(seed=52, scale=0.05)
+    with serve(account) as running:
+        assert cli("run", "--entities", "tasks", cwd=tmp_path, running=running).returncode == 0
+        gone = account.snapshot("tasks")[0]["id"]
+        account.delete("tasks", gone)
+        result = cli("run", "--entities", "tasks", "--full-refresh", cwd=tmp_path, running=running)
+        assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(tmp_path / "copper_warehouse.duckdb"), read_only=True) as con:
+        ids = {r[0] for r in con.execute("select id from copper.tasks").fetchall()}
+    assert gone not in ids and len(ids) == account.count("tasks")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "--entities", "people,unicorns"), "unknown entity unicorns"),
+        (("run", "--start-date", "last tuesday"), "bad --start-date"),
+        (("run", "--destination", "oracle"), "invalid choice"),
+        (("run", "--duckdb-path", "copper.duckdb"), "ambiguous"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, args, message):
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "copper_warehouse.duckdb").exists()
+
+
+def test_missing_credentials(tmp_path):
+    result = cli("run", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "api_key" in one_line_error(result)
+    assert not (tmp_path / "copper_warehouse.duckdb").exists()
+
+
+def test_unreachable_base_url_fails_quickly_and_clearly(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/developer_api/v1"
+    env = {"SOURCES__COPPER__API_KEY": "k", "SOURCES__COPPER__USER_EMAIL": "a@b.c",
+           "SOURCES__COPPER__BASE_URL": url}  # fmt: skip
+    started = time.monotonic()
+    result = cli("run", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "cannot connect" in one_line_error(result)
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "copper_warehouse.duckdb").exists()
+
+
+def test_bad_credentials(serve, tmp_path):
+    with serve() as running:
+        running.api_key = "wrong-key"
+        result = cli("run", cwd=tmp_path, running=running)
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "401" in line and "api_key" in line and "wrong-key" not in result.stderr
+
+
+def test_a_second_run_refuses_while_one_holds_the_lock(serve, tmp_path):
+    with serve() as running, open(tmp_path / "copper_warehouse.duckdb.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242")
+        held.flush()
+        result = cli("run", cwd=tmp_path, running=running)
+    assert result.returncode == 1
+    assert "another copper-pipeline run (pid 4242)" in one_line_error(result)
+
+
+def test_a_duckdb_file_locked_by_another_process(serve, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('select 1');"
+         " print('ready', flush=True); time.sleep(60)", str(tmp_path / "copper_warehouse.duckdb")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with serve() as running:
+            result = cli("run", cwd=tmp_path, running=running)
+    finally:
+        holder.kill()
+    assert result.returncode == 1
+    assert "locked by another process" in one_line_error(result)
+
+
+def test_check_validates_with_one_request(serve, tmp_path):
+    with serve() as running:
+        result = cli("check", "--entities", "people", cwd=tmp_path, running=running)
+        requests = running.stats()["by_path"]
+    assert result.returncode == 0, result.stderr
+    assert "OK: Copper account" in result.stdout and "people" in result.stdout
+    assert requests == {"GET /account": 1}
+
+
+def test_demo_from_an_empty_directory(tmp_path):
+    result = cli("demo", "--scale", "0.2", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "demo.duckdb").exists()
+    assert "Open pipeline value by stage" in result.stdout
+    assert "Open the data" in result.stdout

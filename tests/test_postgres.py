@@ -1,0 +1,157 @@
+"""On PostgreSQL the warehouse equals the sandbox just as on DuckDB, with the types users expect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dlt
+import pytest
+
+from copper.settings import ENTITIES
+from copper_sandbox import RunningSandbox, SandboxAccount
+
+from .warehouse import Loader, assert_warehouse_equals
+
+NAMES = [e.name for e in ENTITIES]
+FORMATS = ["insert_values", "csv"]  # dlt's default for Postgres, and COPY
+CSV_LOSES_EMPTY_STRINGS = pytest.mark.xfail(
+    strict=True, reason="dlt's csv COPY uses FORCE_NULL: an empty string lands as NULL"
+)
+
+
+def pg_loader(tmp_path: Path, running: RunningSandbox, url: str, dataset: str) -> Loader:
+    return Loader(
+        tmp_path,
+        running,
+        name="copper_pg",
+        destination=dlt.destinations.postgres(url),
+        dataset=dataset,
+    )
+
+
+def run(loader: Loader, loader_file_format: str) -> None:
+    info = loader.pipeline.run(loader.source(), loader_file_format=loader_file_format)
+    info.raise_on_failed_jobs()
+
+
+def assert_all_equal(loader: Loader, loader_file_format: str = "insert_values") -> None:
+    """Exact, except that csv lands an empty string as NULL (see the test at the end)."""
+    for name in NAMES:
+        truth = loader.running.sandbox.account.snapshot(name)
+        if loader_file_format == "csv":
+            truth = [{k: None if v == "" else v for k, v in r.items()} for r in truth]
+        assert_warehouse_equals(loader, name, truth)
+
+
+def column_types(loader: Loader, table: str) -> dict[str, str]:
+    rows = loader.query(
+        "select column_name, data_type from information_schema.columns "
+        f"where table_schema = '{loader.pipeline.dataset_name}' and table_name = '{table}'"
+    )
+    return {r["column_name"]: r["data_type"] for r in rows}
+
+
+@pytest.mark.parametrize("loader_file_format", FORMATS)
+def test_full_then_incremental_then_no_change_loads_equal_the_sandbox(
+    serve, tmp_path, postgres_url, pg_dataset, loader_file_format
+):
+    account = SandboxAccount.generate(seed=21, scale=0.1)
+    with serve(account) as running:
+        loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
+        run(loader, loader_file_format)
+        assert_all_equal(loader, loader_file_format)
+
+        people = account.snapshot("people")
+        account.update("people", people[0]["id"], {"title": "Head of Exactness"})
+        account.update("people", people[7]["id"], {"name": "Renamed Person"})
+        opportunities = account.snapshot("opportunities")
+        account.update("opportunities", opportunities[3]["id"], {"status": "Won"})
+        account.update("opportunities", opportunities[4]["id"], {"monetary_value": 1234.5})
+        created = account.create("companies", {"name": "Newco"})
+        run(loader, loader_file_format)
+        assert_all_equal(loader, loader_file_format)
+        assert created["id"] in {r["id"] for r in loader.rows("companies")}
+        titles = {r["id"]: r["title"] for r in loader.rows("people")}
+        assert titles[people[0]["id"]] == "Head of Exactness"
+
+        run(loader, loader_file_format)
+        assert_all_equal(loader, loader_file_format)
+
+
+@pytest.mark.parametrize("loader_file_format", FORMATS)
+def test_a_new_custom_field_becomes_a_new_column(
+    serve, tmp_path, postgres_url, pg_dataset, loader_file_format
+):
+    account = SandboxAccount.generate(seed=13, scale=0.05, untidy=0.0)
+    with serve(account) as running:
+        loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
+        run(loader, loader_file_format)
+        assert "cf_renewal_owner" not in column_types(loader, "companies")
+
+        field = account.add_custom_field("Renewal Owner", "String", ["company"])
+        company = account.snapshot("companies")[0]
+        value = {"custom_field_definition_id": field["id"], "value": "Ann"}
+        account.update("companies", company["id"], {"custom_fields": [value]})
+        run(loader, loader_file_format)
+        assert column_types(loader, "companies")["cf_renewal_owner"] == "character varying"
+        owners = {r["id"]: r["cf_renewal_owner"] for r in loader.rows("companies")}
+        assert owners[company["id"]] == "Ann"
+        assert {v for k, v in owners.items() if k != company["id"]} == {None}
+        assert_all_equal(loader, loader_file_format)
+
+
+def test_columns_have_the_types_users_expect(serve, tmp_path, postgres_url, pg_dataset):
+    with serve(SandboxAccount.generate(seed=12, scale=0.05, untidy=0.0)) as running:
+        loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
+        loader.run()
+    for name in NAMES:
+        assert column_types(loader, name)["date_modified"] == "timestamp with time zone", name
+        if name != "activities":
+            assert column_types(loader, name)["custom_fields"] == "jsonb", name
+    money = loader.query(
+        "select table_name, column_name, data_type, numeric_precision, numeric_scale "
+        "from information_schema.columns "
+        f"where table_schema = '{pg_dataset}' and column_name = 'monetary_value'"
+    )
+    landed = {(m["table_name"], m["data_type"], m["numeric_precision"], m["numeric_scale"])
+              for m in money}  # fmt: skip
+    assert landed == {("leads", "numeric", 38, 9), ("opportunities", "numeric", 38, 9)}
+    types = column_types(loader, "opportunities")
+    assert types["cf_contract_start"] == "timestamp with time zone"
+    assert types["cf_arr"] == "numeric"
+    assert types["cf_deal_score"] == "double precision"
+    assert column_types(loader, "people")["cf_vip"] == "boolean"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="custom_field_mapping names the unshortened column; Postgres allows 63 characters",
+)
+def test_a_long_custom_field_name_maps_to_the_column_that_exists(
+    serve, tmp_path, postgres_url, pg_dataset
+):
+    account = SandboxAccount.generate(seed=13, scale=0.02, untidy=0.0)
+    name = "Primary Renewal Decision Maker Contact Person For The Enterprise Account Team"
+    field = account.add_custom_field(name, "String", ["company"])
+    with serve(account) as running:
+        loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
+        loader.run()
+    mapped = {m["column_name"] for m in loader.rows("custom_field_mapping")
+              if m["definition_id"] == field["id"]}  # fmt: skip
+    assert mapped <= set(column_types(loader, "companies")), mapped
+
+
+@pytest.mark.parametrize(
+    "loader_file_format", ["insert_values", pytest.param("csv", marks=CSV_LOSES_EMPTY_STRINGS)]
+)
+def test_an_empty_string_lands_as_an_empty_string(
+    serve, tmp_path, postgres_url, pg_dataset, loader_file_format
+):
+    account = SandboxAccount.generate(seed=3, scale=0.02)
+    person = account.snapshot("people")[0]
+    account.update("people", person["id"], {"title": ""})
+    with serve(account) as running:
+        loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
+        run(loader, loader_file_format)
+    titles = {r["id"]: r["title"] for r in loader.rows("people")}
+    assert titles[person["id"]] == ""

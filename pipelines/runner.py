@@ -28,8 +28,6 @@ PIPELINE_NAME = "copper"
 DEFAULT_DUCKDB = "copper_warehouse.duckdb"
 RUNS_TABLE = "_copper_runs"
 DESTINATIONS = ("duckdb", "postgres")
-# Postgres loads fastest from CSV (COPY), measured in benchmarks/postgres_load.py
-LOADER_FORMAT = {"postgres": "csv"}
 
 
 class RunError(Exception):
@@ -171,8 +169,7 @@ def run(options: RunOptions, log: Any = None) -> RunReport:
             info = pipeline.run(
                 source,
                 refresh="drop_resources" if options.full_refresh else None,
-                loader_file_format=LOADER_FORMAT.get(options.destination),
-            )
+            )  # dlt's default insert_values: csv is faster on Postgres but turns "" into NULL
         info.raise_on_failed_jobs()
         report = _report(pipeline, stats, selected, started)
         pipeline.run(

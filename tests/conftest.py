@@ -10,6 +10,8 @@ import pytest
 
 from copper_sandbox import RunningSandbox, Sandbox, SandboxAccount, SandboxConfig, serve_in_thread
 
+from .postgres import pg_dataset, postgres_url  # noqa: F401
+
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # tests never call home
 
 

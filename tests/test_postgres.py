@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dlt
 import pytest
@@ -12,14 +14,18 @@ from copper_sandbox import RunningSandbox, SandboxAccount
 
 from .warehouse import Loader, assert_warehouse_equals
 
+Serve = Callable[..., Any]  # the `serve` fixture of conftest
 NAMES = [e.name for e in ENTITIES]
 FORMATS = ["insert_values", "csv"]  # dlt's default for Postgres, and COPY
 CSV_LOSES_EMPTY_STRINGS = pytest.mark.xfail(
-    strict=True, reason="dlt's csv COPY uses FORCE_NULL: an empty string lands as NULL"
+    raises=AssertionError,
+    strict=True,
+    reason="dlt's csv COPY uses FORCE_NULL: an empty string lands as NULL",
 )
 
 
 def pg_loader(tmp_path: Path, running: RunningSandbox, url: str, dataset: str) -> Loader:
+    """A Loader into `dataset` of the Postgres server at `url`."""
     return Loader(
         tmp_path,
         running,
@@ -30,6 +36,7 @@ def pg_loader(tmp_path: Path, running: RunningSandbox, url: str, dataset: str) -
 
 
 def run(loader: Loader, loader_file_format: str) -> None:
+    """`loader.run()`, writing load files in `loader_file_format`."""
     info = loader.pipeline.run(loader.source(), loader_file_format=loader_file_format)
     info.raise_on_failed_jobs()
 
@@ -44,6 +51,7 @@ def assert_all_equal(loader: Loader, loader_file_format: str = "insert_values") 
 
 
 def column_types(loader: Loader, table: str) -> dict[str, str]:
+    """Column name -> Postgres data_type, from information_schema."""
     rows = loader.query(
         "select column_name, data_type from information_schema.columns "
         f"where table_schema = '{loader.pipeline.dataset_name}' and table_name = '{table}'"
@@ -53,8 +61,8 @@ def column_types(loader: Loader, table: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("loader_file_format", FORMATS)
 def test_full_then_incremental_then_no_change_loads_equal_the_sandbox(
-    serve, tmp_path, postgres_url, pg_dataset, loader_file_format
-):
+    serve: Serve, tmp_path: Path, postgres_url: str, pg_dataset: str, loader_file_format: str
+) -> None:
     account = SandboxAccount.generate(seed=21, scale=0.1)
     with serve(account) as running:
         loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
@@ -80,8 +88,8 @@ def test_full_then_incremental_then_no_change_loads_equal_the_sandbox(
 
 @pytest.mark.parametrize("loader_file_format", FORMATS)
 def test_a_new_custom_field_becomes_a_new_column(
-    serve, tmp_path, postgres_url, pg_dataset, loader_file_format
-):
+    serve: Serve, tmp_path: Path, postgres_url: str, pg_dataset: str, loader_file_format: str
+) -> None:
     account = SandboxAccount.generate(seed=13, scale=0.05, untidy=0.0)
     with serve(account) as running:
         loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
@@ -100,7 +108,9 @@ def test_a_new_custom_field_becomes_a_new_column(
         assert_all_equal(loader, loader_file_format)
 
 
-def test_columns_have_the_types_users_expect(serve, tmp_path, postgres_url, pg_dataset):
+def test_columns_have_the_types_users_expect(
+    serve: Serve, tmp_path: Path, postgres_url: str, pg_dataset: str
+) -> None:
     with serve(SandboxAccount.generate(seed=12, scale=0.05, untidy=0.0)) as running:
         loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
         loader.run()
@@ -109,12 +119,11 @@ def test_columns_have_the_types_users_expect(serve, tmp_path, postgres_url, pg_d
         if name != "activities":
             assert column_types(loader, name)["custom_fields"] == "jsonb", name
     money = loader.query(
-        "select table_name, column_name, data_type, numeric_precision, numeric_scale "
+        "select table_name, data_type, numeric_precision, numeric_scale "
         "from information_schema.columns "
         f"where table_schema = '{pg_dataset}' and column_name = 'monetary_value'"
     )
-    landed = {(m["table_name"], m["data_type"], m["numeric_precision"], m["numeric_scale"])
-              for m in money}  # fmt: skip
+    landed = {tuple(m.values()) for m in money}
     assert landed == {("leads", "numeric", 38, 9), ("opportunities", "numeric", 38, 9)}
     types = column_types(loader, "opportunities")
     assert types["cf_contract_start"] == "timestamp with time zone"
@@ -123,21 +132,17 @@ def test_columns_have_the_types_users_expect(serve, tmp_path, postgres_url, pg_d
     assert column_types(loader, "people")["cf_vip"] == "boolean"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="custom_field_mapping names the unshortened column; Postgres allows 63 characters",
-)
 def test_a_long_custom_field_name_maps_to_the_column_that_exists(
-    serve, tmp_path, postgres_url, pg_dataset
-):
+    serve: Serve, tmp_path: Path, postgres_url: str, pg_dataset: str
+) -> None:
     account = SandboxAccount.generate(seed=13, scale=0.02, untidy=0.0)
     name = "Primary Renewal Decision Maker Contact Person For The Enterprise Account Team"
     field = account.add_custom_field(name, "String", ["company"])
     with serve(account) as running:
         loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
         loader.run()
-    mapped = {m["column_name"] for m in loader.rows("custom_field_mapping")
-              if m["definition_id"] == field["id"]}  # fmt: skip
+    mapping = loader.rows("custom_field_mapping")
+    mapped = {m["column_name"] for m in mapping if m["definition_id"] == field["id"]}
     assert mapped <= set(column_types(loader, "companies")), mapped
 
 
@@ -145,8 +150,8 @@ def test_a_long_custom_field_name_maps_to_the_column_that_exists(
     "loader_file_format", ["insert_values", pytest.param("csv", marks=CSV_LOSES_EMPTY_STRINGS)]
 )
 def test_an_empty_string_lands_as_an_empty_string(
-    serve, tmp_path, postgres_url, pg_dataset, loader_file_format
-):
+    serve: Serve, tmp_path: Path, postgres_url: str, pg_dataset: str, loader_file_format: str
+) -> None:
     account = SandboxAccount.generate(seed=3, scale=0.02)
     person = account.snapshot("people")[0]
     account.update("people", person["id"], {"title": ""})

@@ -59,6 +59,7 @@ def copper_source(
     base_url: str = BASE_URL,
     start_date: str | None = None,
     requests_per_minute: int = REQUESTS_PER_MINUTE,
+    rate_limit_window: float = 60.0,
     activity_lookback_days: int = 30,
     max_window_records: int = 50_000,
     window_workers: int = 4,
@@ -73,6 +74,8 @@ def copper_source(
     Args:
         start_date: ISO date; records modified before it are not loaded on the first run.
         requests_per_minute: the account's budget, shared by every resource of the run.
+        rate_limit_window: seconds of the rolling window Copper counts requests in (60);
+            the budget is `requests_per_minute * rate_limit_window / 60` per window.
         activity_lookback_days: activities dated this far before the cursor are re-read
             every run, because users backdate activities.
         max_window_records: a time window is split until Copper counts at most this many
@@ -86,8 +89,11 @@ def copper_source(
             callers that report on the run (the `copper-pipeline` summary does).
     """
     initial = _start_timestamp(start_date)
-    if requests_per_minute < 1:
-        raise ValueError(f"requests_per_minute must be 1 or more, got {requests_per_minute}")
+    if requests_per_minute < 1 or rate_limit_window <= 0:
+        raise ValueError(
+            "requests_per_minute must be 1 or more and rate_limit_window positive, got "
+            f"{requests_per_minute} and {rate_limit_window}"
+        )
     unknown = set(entities or ()) - set(ENTITY_BY_NAME)
     if unknown:
         raise ValueError(
@@ -98,6 +104,7 @@ def copper_source(
         Credentials(api_key=api_key, user_email=user_email, access_token=access_token),
         base_url,
         requests_per_minute=requests_per_minute,
+        rate_window=rate_limit_window,
         timeout=request_timeout,
         max_attempts=max_attempts,
         max_backoff=max_backoff,

@@ -135,6 +135,7 @@ class CopperClient:
         base_url: str = BASE_URL,
         *,
         requests_per_minute: int = REQUESTS_PER_MINUTE,
+        rate_window: float = 60.0,
         timeout: float = 30.0,
         max_attempts: int = 8,
         max_backoff: float = 60.0,
@@ -143,7 +144,8 @@ class CopperClient:
         stats: ClientStats | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.budget = budget or RequestBudget(requests_per_minute, 60.0)
+        per_window = max(1, round(requests_per_minute * rate_window / 60))
+        self.budget = budget or RequestBudget(per_window, rate_window)
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
         self.stats = stats if stats is not None else ClientStats()

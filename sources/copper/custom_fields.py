@@ -10,6 +10,7 @@ coerced, anything else becomes None with one warning per (column, problem kind).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -78,6 +79,9 @@ def _definition_id(definition: Any) -> int | None:
     return None
 
 
+MAX_COLUMN = 59  # Postgres keeps 63 characters: room left for a `_2` collision suffix
+
+
 def _normalize(identifier: str) -> str | None:
     try:
         return _NAMING.normalize_identifier(identifier)
@@ -86,11 +90,18 @@ def _normalize(identifier: str) -> str | None:
 
 
 def _base_name(definition_id: int, name: Any) -> str:
-    """`cf_` + dlt's snake_case of the name; `cf_<id>` when the name has no ASCII letter/digit."""
+    """`cf_` + dlt's snake_case of the name; `cf_<id>` when the name has no ASCII letter/digit.
+
+    Long names are cut to fit every destination (Postgres keeps 63 characters, and dlt would
+    otherwise shorten the column behind the mapping's back), with a hash of the id appended.
+    """
     if isinstance(name, str) and _ASCII_ALNUM.search(name):
         snake = _normalize(name)
         if snake:
             column = _normalize(PREFIX + snake)  # collapses "cf_" + "_launch" to "cf_launch"
+            if column and len(column) > MAX_COLUMN:
+                digest = hashlib.sha1(str(definition_id).encode()).hexdigest()[:8]
+                column = f"{column[: MAX_COLUMN - 9].rstrip('_')}_{digest}"
             if column:
                 return column
     return f"{PREFIX}{definition_id}"

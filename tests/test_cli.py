@@ -158,3 +158,48 @@ def test_demo_from_an_empty_directory(tmp_path):
     assert (tmp_path / "demo.duckdb").exists()
     assert "Open pipeline value by stage" in result.stdout
     assert "Open the data" in result.stdout
+
+
+def into_postgres(url: str, dataset: str, **kwargs):
+    """`copper-pipeline run` into a Postgres dataset."""
+    env = {"DESTINATION__POSTGRES__CREDENTIALS": url}
+    return cli("run", "--destination", "postgres", "--dataset", dataset, env=env, **kwargs)
+
+
+def test_run_into_postgres(serve, tmp_path, postgres_url, pg_dataset):
+    import psycopg2
+
+    with serve(SandboxAccount.generate(seed=53, scale=0.05)) as running:
+        result = into_postgres(postgres_url, pg_dataset, cwd=tmp_path, running=running)
+    assert result.returncode == 0, result.stderr
+    with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        cur.execute(f"select count(*) from {pg_dataset}.people")
+        people = cur.fetchone()[0]
+        cur.execute(f"select rows_loaded from {pg_dataset}._copper_runs where entity = 'people'")
+        assert cur.fetchone()[0] == people > 0
+
+
+def test_a_second_run_refuses_while_another_holds_the_postgres_dataset(
+    serve, tmp_path, postgres_url, pg_dataset
+):
+    import psycopg2
+
+    holder = psycopg2.connect(postgres_url)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("select pg_advisory_lock(hashtext(%s))", (f"copper-pipeline:{pg_dataset}",))
+        with serve() as running:
+            result = into_postgres(postgres_url, pg_dataset, cwd=tmp_path, running=running)
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert "another copper-pipeline run is loading Postgres dataset" in one_line_error(result)
+
+
+def test_postgres_unreachable(serve, tmp_path):
+    url = f"postgresql://postgres:postgres@127.0.0.1:{free_port()}/nowhere"
+    with serve() as running:
+        result = cli("run", "--destination", "postgres", cwd=tmp_path, running=running,
+                     env={"DESTINATION__POSTGRES__CREDENTIALS": url})  # fmt: skip
+    assert result.returncode == 1
+    assert "Postgres unreachable" in one_line_error(result)

@@ -12,6 +12,7 @@ import dlt
 
 from copper import copper_source
 from copper_sandbox import RunningSandbox
+from pipelines.runner import LOADER_FORMAT
 
 ENTITY_FIELDS = {
     "people": ("name", "title", "assignee_id", "company_id"),
@@ -57,7 +58,8 @@ class Loader:
         )
 
     def run(self, **options: Any):
-        info = self.pipeline.run(self.source(**options))
+        file_format = LOADER_FORMAT.get(self.pipeline.destination.destination_type.split(".")[-1])
+        info = self.pipeline.run(self.source(**options), loader_file_format=file_format)
         info.raise_on_failed_jobs()
         return info
 

@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pendulum
@@ -288,16 +289,16 @@ def _connect(column: str, warn: Warn) -> Converter:
 
 
 def _date(column: str, warn: Warn) -> Converter:
-    def epoch(number: float) -> int | float | None:
+    def epoch(number: float) -> datetime | None:
         if not _MIN_EPOCH <= number <= _MAX_EPOCH:
             warn(column, "date out of range", number)
             return None
-        return int(number) if number.is_integer() else number
+        return datetime.fromtimestamp(number, UTC)
 
     def convert(value: Any) -> Any:
         cls = value.__class__
         if cls is int and _MIN_EPOCH <= value <= _MAX_EPOCH:
-            return value  # epoch seconds: dlt coerces them for a timestamp column
+            return datetime.fromtimestamp(value, UTC)  # aware, so dlt need not coerce it
         if cls is str:
             text = value.strip()
             if _ISO_DATE.fullmatch(text):

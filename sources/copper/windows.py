@@ -115,22 +115,26 @@ class WindowWalker:
                 and r["id"] not in exclude
                 and not (r.get(key) == cursor and r["id"] in seen)
             ]
+            # read what we need of the page before handing it on: downstream steps may
+            # transform the records in place
+            full = len(raw) == self.page_size
+            keys = [(r["id"], r.get(key)) for r in raw] if full else []
             if fresh:
                 yield fresh
-            if len(raw) < self.page_size:
+            if not full:
                 return
-            last = raw[-1].get(key)
+            last = keys[-1][1]
             if last is None or (cursor is not None and last < cursor):
                 # the server ignored our lower bound: only offset paging can move on
-                seen |= {r["id"] for r in raw}
+                seen |= {i for i, _ in keys}
                 page_number = self._next_offset_page(page_number, window, key, cursor)
             elif last != cursor:
                 cursor, page_number = last, 1
-                seen = {r["id"] for r in raw if r.get(key) == last}
+                seen = {i for i, value in keys if value == last}
             elif level + 1 < len(self.levels):
                 # a full page inside one value of this key: read that value by the next key
                 crowd = {**fixed, f"minimum_{stem}": cursor, f"maximum_{stem}": cursor}
-                done = exclude | seen | {r["id"] for r in raw}
+                done = exclude | seen | {i for i, _ in keys}
                 log.info("%s %s: %s %s is crowded; reading it by %s", self.entity.name,
                          window, key, cursor, self.levels[level + 1][0])  # fmt: skip
                 yield from self._keyset(level + 1, None, None, crowd, done, window)
@@ -139,7 +143,7 @@ class WindowWalker:
                 cursor, seen, page_number = cursor + 1, set(), 1
             else:
                 # every key shared by a full page: offset paging is all that is left
-                seen |= {r["id"] for r in raw}
+                seen |= {i for i, _ in keys}
                 page_number = self._next_offset_page(page_number, window, key, cursor)
 
     def _next_offset_page(self, page_number: int, window: Window, key: str, value: object) -> int:

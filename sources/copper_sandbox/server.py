@@ -62,6 +62,7 @@ def serve_in_thread(sandbox: Sandbox, host: str = "127.0.0.1") -> Iterator[Runni
     """Serve `sandbox` on a free loopback port from a daemon thread; stop on exit."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(sandbox.app, log_level="warning", access_log=False, lifespan="off")

@@ -1,0 +1,118 @@
+"""The CPU path: how fast the pipeline turns Copper pages into DuckDB rows, and its memory.
+
+    .venv/bin/python benchmarks/cpu_path.py [--records 100000 300000 1000000] [--profile]
+
+The sandbox runs in its own process with no rate limit and no latency, so every second is the
+pipeline's own work: HTTP + JSON decode, windows, custom-field pivot, dlt extract, normalize,
+load. Each size runs in a fresh process so peak memory (max RSS) is comparable across sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RECORDS_AT_SCALE_1 = 11_500  # the generator's default account size
+
+
+def one_run(records: int, profile: bool, file_format: str | None = None) -> dict:
+    """Load an account of about `records` records; figures as a dict (run in a child)."""
+    import dlt
+
+    from copper import ClientStats, copper_source
+    from copper_sandbox import serve_in_subprocess
+
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DATA_WRITER__DISABLE_COMPRESSION", "true")  # as copper-pipeline does
+    scale = records / RECORDS_AT_SCALE_1
+    with serve_in_subprocess("--scale", f"{scale:.4f}", "--rate-limit", "0") as running:
+        root = Path(tempfile.mkdtemp(prefix="copper-cpu-"))
+        pipeline = dlt.pipeline(
+            "copper_cpu",
+            pipelines_dir=str(root / "pipelines"),
+            destination=dlt.destinations.duckdb(str(root / "cpu.duckdb")),
+            dataset_name="copper",
+        )
+        stats = ClientStats()
+        source = copper_source(
+            api_key=running.api_key,
+            user_email=running.user_email,
+            base_url=running.base_url,
+            requests_per_minute=10**9,
+            stats=stats,
+        )
+        profiler = None
+        if profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler()
+            profiler.start()
+        started = time.monotonic()
+        pipeline.extract(source, loader_file_format=file_format)
+        extracted = time.monotonic()
+        pipeline.normalize()
+        normalized = time.monotonic()
+        pipeline.load().raise_on_failed_jobs()
+        loaded = time.monotonic()
+        if profiler:
+            profiler.stop()
+            (root / "profile.txt").write_text(
+                profiler.output_text(unicode=False, color=False, show_all=False, timeline=False)
+            )
+            profiler.last_session.save(str(root / "profile.pyisession"))
+    entity_records = sum(e.records for name, e in stats.entities.items() if name not in ("users",))
+    return {
+        "records": entity_records,
+        "requests": stats.requests,
+        "extract_s": extracted - started,
+        "normalize_s": normalized - extracted,
+        "load_s": loaded - normalized,
+        "total_s": loaded - started,
+        "records_per_s": entity_records / (loaded - started),
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "profile": str(root / "profile.txt") if profile else "",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    parser.add_argument("--profile", action="store_true", help="pyinstrument the pipeline")
+    parser.add_argument("--format", default="jsonl", help="dlt loader file format for DuckDB")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(one_run(args.child, args.profile, args.format)))
+        return
+    rows = []
+    for n in args.records:
+        cmd = [sys.executable, __file__, "--child", str(n)]
+        cmd += (["--profile"] if args.profile else []) + (
+            ["--format", args.format] if args.format else []
+        )
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    header = ("records", "requests", "extract s", "normalize s", "load s", "total s",
+              "records/s", "peak RSS MB")  # fmt: skip
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    for r in rows:
+        print(
+            f"{r['records']:,} | {r['requests']:,} | {r['extract_s']:.1f} | "
+            f"{r['normalize_s']:.1f} | {r['load_s']:.1f} | {r['total_s']:.1f} | "
+            f"{r['records_per_s']:,.0f} | {r['max_rss_mb']:,.0f}"
+        )
+        if r["profile"]:
+            print(f"  profile: {r['profile']}")
+    print(f"\ncores: {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()

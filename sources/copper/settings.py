@@ -20,8 +20,13 @@ class Entity:
     record_type: str  # Copper's singular type, as used in custom field `available_on`
     cursor: str = "date_modified"  # incremental cursor field (epoch seconds)
     cursor_filter: str = "modified_date"  # minimum_/maximum_{cursor_filter}
-    tie_field: str = "date_created"  # second key to split a single crowded cursor second
-    tie_filter: str = "created_date"
+    # keys a window is walked by, as (field, filter stem): the first orders the walk, the
+    # second splits a second of the first that a whole page shares. date_created first: it
+    # never changes and bulk edits do not crowd it the way they crowd date_modified
+    walk: tuple[tuple[str, str], ...] = (
+        ("date_created", "created_date"),
+        ("date_modified", "modified_date"),
+    )
     extra_body: dict = field(default_factory=dict)  # fixed search fields
     timestamps: tuple[str, ...] = ("date_created", "date_modified")
     has_custom_fields: bool = True
@@ -56,6 +61,7 @@ ENTITIES: tuple[Entity, ...] = (
         "activity",
         cursor="activity_date",
         cursor_filter="activity_date",
+        walk=(("activity_date", "activity_date"), ("date_created", "created_date")),
         timestamps=("date_created", "date_modified", "activity_date"),
         has_custom_fields=False,
         lookback_days=ACTIVITY_LOOKBACK_DAYS,

@@ -1,15 +1,18 @@
 """Plan cursor windows under Copper's 100,000 cap and walk them without skipping a row.
 
-Offset paging over a live, sorted set skips a row whenever an earlier row changes mid-walk.
-So a window is walked by *keyset restarts*: every request is page 1 of "cursor >= the last
-value seen", and ids already yielded at that boundary value are dropped. A row that is not
-modified keeps its place ahead of the cursor and is always reached; a modified row jumps past
-the window's fixed upper bound (the run's start) and is read by the next run.
+A window is the records whose cursor (`date_modified`) lies in [lo, hi], hi being the run's
+start. Offset paging over such a live set skips a row whenever an earlier row changes mid-walk,
+so a window is walked by *keyset restarts* instead: every request is page 1 of "walk key >= the
+last value seen", and ids already yielded at that boundary value are dropped. The walk key is
+`date_created`, which never changes: an unmodified row keeps its place ahead of the walk and is
+always reached, a modified row leaves the window (its new stamp is past hi) and is read by the
+next run. Bulk edits give thousands of rows one `date_modified` second, but not one creation
+second, so restarts re-read almost nothing (activities walk by `activity_date`, their cursor).
 
-When a whole page shares one cursor value (a bulk edit: thousands of records in one second),
-that second is walked on its own by a second key (`date_created`), the same way. Only a full
-page sharing both keys falls back to offset paging, which is where the 100,000 wall could
-bite: a request past it is refused with a clear error instead of silently reading nothing.
+When a whole page shares one walk-key value (a bulk import), that second is walked on its own
+by the second key, the same way. Only a full page sharing both falls back to offset paging,
+which is where Copper's 100,000 wall could bite: a request past it is refused with a clear
+error instead of silently reading nothing.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class WindowWalker:
         self.entity = entity
         self.search = search
         self.page_size = page_size
-        self.levels = ((entity.cursor, entity.cursor_filter), (entity.tie_field, entity.tie_filter))
+        self.levels = entity.walk
         self._warned_ignored = False
 
     # -- planning ----------------------------------------------------------------------------
@@ -72,7 +75,7 @@ class WindowWalker:
         planned, stack = [], [Window(lo, hi)]
         while stack:
             window = stack.pop()
-            body = self._body(0, window.lo, window.hi, {}, 1)
+            body = self._body(0, None, None, self._bounds(window), 1)
             rows, total = self.search(body, self._context(window, "probe"))
             fits = total is None or total <= max_records or len(rows) < self.page_size
             if fits or window.lo >= window.hi:
@@ -86,7 +89,12 @@ class WindowWalker:
     def walk(self, planned: PlannedWindow) -> Iterator[list[dict]]:
         """Every record of the window, each once, as pages (lists) in cursor order."""
         window = planned.window
-        yield from self._keyset(0, window.lo, window.hi, {}, set(), window, planned.first_page)
+        bounds = self._bounds(window)
+        yield from self._keyset(0, None, None, bounds, set(), window, planned.first_page)
+
+    def _bounds(self, window: Window) -> dict:
+        stem = self.entity.cursor_filter
+        return {f"minimum_{stem}": window.lo, f"maximum_{stem}": window.hi}
 
     def _keyset(
         self,
@@ -138,13 +146,53 @@ class WindowWalker:
                 log.info("%s %s: %s %s is crowded; reading it by %s", self.entity.name,
                          window, key, cursor, self.levels[level + 1][0])  # fmt: skip
                 yield from self._keyset(level + 1, None, None, crowd, done, window)
-                if hi is not None and cursor >= hi:
+                upper = fixed.get(f"maximum_{stem}") if hi is None else hi
+                if upper is not None and cursor >= upper:
                     return
                 cursor, seen, page_number = cursor + 1, set(), 1
             else:
-                # every key shared by a full page: offset paging is all that is left
-                seen |= {i for i, _ in keys}
-                page_number = self._next_offset_page(page_number, window, key, cursor)
+                # every walk key shared by a full page: only offset paging is left
+                crowd = {**fixed, f"minimum_{stem}": cursor, f"maximum_{stem}": cursor}
+                yield from self._settled_offsets(level, crowd, exclude | seen, window)
+                upper = fixed.get(f"maximum_{stem}") if hi is None else hi
+                if upper is not None and cursor >= upper:
+                    return
+                cursor, seen, page_number = cursor + 1, set(), 1
+
+    def _settled_offsets(
+        self, level: int, crowd: dict, exclude: set[int], window: Window
+    ) -> Iterator[list[dict]]:
+        """Offset-page a crowd until two passes in a row return the same ids.
+
+        A row that leaves the crowd mid-pass shifts the offsets and may hide another row for
+        that pass; rows can only leave (new stamps fall past the window), so a pass that
+        returns exactly what the previous one did saw every row that is still there.
+        """
+        key = self.levels[level][0]
+        yielded: set[int] = set()
+        previous: set[int] | None = None
+        while True:
+            current: set[int] = set()
+            page_number = 1
+            while True:
+                body = self._body(level, None, None, crowd, page_number)
+                shared = ", ".join(f"{k} {v}" for k, v in crowd.items() if k.startswith("min"))
+                context = self._context(window, f"crowd {shared}, page {page_number}")
+                raw, _ = self.search(body, context)
+                accept = self._acceptor(body)
+                ids = [r["id"] for r in raw]
+                skip = exclude | yielded
+                fresh = [r for r in raw if accept(r) and r["id"] not in skip]
+                yielded |= {r["id"] for r in fresh}
+                current.update(ids)
+                if fresh:
+                    yield fresh
+                if len(raw) < self.page_size:
+                    break
+                page_number = self._next_offset_page(page_number, window, key, shared)
+            if current == previous:
+                return
+            previous = current
 
     def _next_offset_page(self, page_number: int, window: Window, key: str, value: object) -> int:
         if (page_number + 1) * self.page_size > SEARCH_CAP:
@@ -167,16 +215,17 @@ class WindowWalker:
             "sort_by": key,
             "sort_direction": "asc",
         }
-        if lo is not None:
-            body[f"minimum_{stem}"] = lo
+        low, high = f"minimum_{stem}", f"maximum_{stem}"
+        if lo is not None:  # a keyset bound narrows a fixed one, never widens it
+            body[low] = max(lo, body[low]) if body.get(low) is not None else lo
         if hi is not None:
-            body[f"maximum_{stem}"] = hi
+            body[high] = min(hi, body[high]) if body.get(high) is not None else hi
         return body
 
     def _acceptor(self, body: dict) -> Callable[[dict], bool]:
         """Re-check on our side the bounds we asked Copper to apply."""
         bounds = []
-        for key, stem in self.levels:
+        for key, stem in {*self.levels, (self.entity.cursor, self.entity.cursor_filter)}:
             lo, hi = body.get(f"minimum_{stem}"), body.get(f"maximum_{stem}")
             if lo is not None or hi is not None:
                 bounds.append((key, lo, hi))

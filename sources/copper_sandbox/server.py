@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ class RunningSandbox:
     api_key: str
     user_email: str
     sandbox: Sandbox | None = None  # set when served in this process
+    info: dict = field(default_factory=dict)  # what `copper-sandbox serve --json` printed
 
     @property
     def base_url(self) -> str:
@@ -100,7 +101,7 @@ def serve_in_subprocess(*args: str, timeout: float = 300) -> Iterator[RunningSan
             raise RuntimeError(f"sandbox exited with {proc.wait(timeout)} before serving")
         info = json.loads(line)
         yield RunningSandbox(
-            info["root_url"], info["admin_token"], info["api_key"], info["user_email"]
+            info["root_url"], info["admin_token"], info["api_key"], info["user_email"], info=info
         )
     finally:
         proc.terminate()

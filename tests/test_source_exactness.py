@@ -135,3 +135,25 @@ def test_bad_credentials_fail_fast_with_a_clear_message_and_no_state(serve, tmp_
     assert "401" in message and "api_key" in message and "not-the-key" not in message
     assert not loader.db_path.exists() or not loader.tables()
     assert loader.pipeline.state.get("sources", {}) == {}
+
+
+def test_walks_split_while_running_lose_and_duplicate_nothing(serve, tmp_path, caplog):
+    """Idle workers take halves of running walks (min_split_records tiny), under chaos."""
+    account = SandboxAccount.generate(seed=18, scale=0.3)
+    with serve(account, chaos_edits=1.0, seed=18) as running:
+        loader = Loader(tmp_path, running)
+        before = {name: account.snapshot(name) for name in NAMES}
+        with caplog.at_level(logging.INFO, logger="copper"):
+            loader.run(min_split_records=300, window_workers=4)
+        splits = sum("splitting a walk" in m for m in caplog.messages)
+        for name in NAMES[:-1]:
+            after = {r["id"]: r for r in account.snapshot(name)}
+            rows = {r["id"]: r for r in loader.rows(name)}
+            for record in before[name]:
+                if after[record["id"]] == record:
+                    assert record["id"] in rows, f"{name} {record['id']} lost"
+        running.sandbox.config.update(chaos_edits=0)
+        loader.run(min_split_records=300, window_workers=4)
+        for name in NAMES[:-1]:
+            assert_warehouse_equals(loader, name)
+    assert splits >= 5

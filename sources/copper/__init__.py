@@ -10,11 +10,8 @@ Configuration (dlt conventions, e.g. `SOURCES__COPPER__API_KEY`): `api_key` and 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +33,7 @@ from .settings import (
     Entity,
     Reference,
 )
-from .windows import PlannedWindow, WindowError, WindowWalker
+from .windows import WindowError, WindowWalker, read_windows
 
 __all__ = [
     "ClientStats",
@@ -64,6 +61,7 @@ def copper_source(
     activity_lookback_days: int = 30,
     max_window_records: int = 50_000,
     window_workers: int = 4,
+    min_split_records: int = 10_000,
     entities: Sequence[str] | None = None,
     request_timeout: float = 30.0,
     max_attempts: int = 8,
@@ -81,7 +79,9 @@ def copper_source(
             every run, because users backdate activities.
         max_window_records: a time window is split until Copper counts at most this many
             matches in it (always below Copper's 100,000 cap); windows are read in parallel.
-        window_workers: windows of one entity read at the same time.
+        window_workers: walks of one entity read at the same time.
+        min_split_records: when the request budget has room, an idle walker takes half of a
+            running walk with at least this many rows left (about one extra request each).
         entities: restrict to these entity names (reference tables are always included).
         request_timeout: seconds before a request that got no answer is retried.
         max_attempts: tries per request before the run fails (transient errors only).
@@ -128,6 +128,7 @@ def copper_source(
             lookback_days=activity_lookback_days if entity.lookback_days else 0,
             max_window_records=max_window_records,
             window_workers=window_workers,
+            min_split_records=min_split_records,
         )
     for reference in REFERENCES:
         if reference.name == "custom_field_definitions":
@@ -171,6 +172,7 @@ def _entity_resource(
     lookback_days: int,
     max_window_records: int,
     window_workers: int,
+    min_split_records: int,
 ) -> DltResource:
     columns: dict[str, Any] = {c: {"data_type": "timestamp"} for c in entity.timestamps}
     columns.update({c: dict(MONEY) for c in entity.money})
@@ -197,7 +199,8 @@ def _entity_resource(
         planned = walker.plan(lo, run_start, max_window_records)
         log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
         count, last_report = 0, time.monotonic()
-        for page in _read_windows(walker, planned, window_workers):
+        spare = client.budget.has_spare_capacity
+        for page in read_windows(walker, planned, window_workers, spare, min_split_records):
             if entity.has_custom_fields:
                 for record in page:
                     pivot.pivot(record, entity.record_type)
@@ -232,51 +235,6 @@ def _epochs_to_datetimes(fields: tuple[str, ...]) -> Callable[[dict], dict]:
         return record
 
     return convert
-
-
-_DONE = object()
-
-
-def _read_windows(
-    walker: WindowWalker, planned: list[PlannedWindow], workers: int
-) -> Iterator[list[dict]]:
-    """Pages of every window; several windows are walked at once when there are several."""
-    if len(planned) == 1 or workers <= 1:
-        for window in planned:
-            yield from walker.walk(window)
-        return
-    pages: queue.Queue = queue.Queue(maxsize=workers * 4)
-    stop = threading.Event()
-
-    def walk(window: PlannedWindow) -> None:
-        try:
-            for page in walker.walk(window):
-                if stop.is_set():
-                    return
-                pages.put(page)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            pages.put(exc)
-        finally:
-            pages.put(_DONE)
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copper-window") as pool:
-        for window in planned:
-            pool.submit(walk, window)
-        remaining = len(planned)
-        try:
-            while remaining:
-                item = pages.get()
-                if item is _DONE:
-                    remaining -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            stop.set()
-            while remaining:  # let blocked producers finish
-                if pages.get() is _DONE:
-                    remaining -= 1
 
 
 def _reference_resource(reference: Reference, client: CopperClient) -> DltResource:

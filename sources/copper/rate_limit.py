@@ -36,6 +36,7 @@ class RequestBudget:
         self._cond = threading.Condition()
         self.waits = 0  # times a request had to wait for the budget
         self.waited_seconds = 0.0
+        self._waiting = 0  # requests blocked on the budget right now
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -48,6 +49,11 @@ class RequestBudget:
                 self._in_flight -= 1
                 self._done.append(self._clock())
                 self._cond.notify_all()
+
+    def has_spare_capacity(self) -> bool:
+        """True unless requests are queueing for the budget (more walkers would only wait)."""
+        with self._cond:
+            return self._waiting == 0 and self._clock() >= self._paused_until
 
     def pause(self, seconds: float) -> None:
         """Stop every thread from sending for `seconds` (Copper said 429)."""
@@ -73,4 +79,8 @@ class RequestBudget:
                     return
                 if waited_since is None:
                     waited_since = now
-                self._cond.wait(timeout)
+                self._waiting += 1
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._waiting -= 1

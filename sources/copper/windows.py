@@ -18,8 +18,11 @@ error instead of silently reading nothing.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import pendulum
 
@@ -55,6 +58,48 @@ class PlannedWindow:
     total: int | None  # X-PW-TOTAL of the probe (an upper bound)
 
 
+@dataclass
+class Stretch:
+    """The range of the first walk key that one walk covers, shrinkable while it runs.
+
+    An idle worker takes the upper half of the busiest stretch (`split`); the walk notices
+    its lowered bound at its next page and stops there, so the halves never overlap.
+    """
+
+    window: Window
+    lo: int | None  # first walk key, inclusive bounds (None: unbounded)
+    hi: int | None
+    top: int  # the highest value the first walk key can take in this window
+    first_page: list[dict] | None = None
+    cursor: int | None = None  # where the walk has got to
+    remaining: int | None = None  # rows still to read, estimated from X-PW-TOTAL
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def split(self, min_records: int) -> Stretch | None:
+        """Give away the upper half of what is left, if enough is left to be worth it."""
+        with self.lock:
+            start = self.cursor if self.cursor is not None else self.lo
+            top = self.top if self.hi is None else self.hi
+            if self.remaining is None or self.remaining < min_records or start is None:
+                return None
+            if top - start < 2:
+                return None
+            mid = start + (top - start) // 2
+            half = self.remaining // 2
+            self.hi, self.remaining = mid, self.remaining - half
+            return Stretch(self.window, mid + 1, top, self.top, remaining=half)
+
+    def upper(self) -> int | None:
+        with self.lock:
+            return self.hi
+
+    def advance(self, cursor: int | None, remaining: int | None) -> None:
+        with self.lock:
+            self.cursor = cursor
+            if remaining is not None:
+                self.remaining = remaining
+
+
 class WindowWalker:
     """Reads one entity's windows through a `search(body, context)` function."""
 
@@ -86,11 +131,28 @@ class WindowWalker:
         return sorted(planned, key=lambda p: p.window.lo)
 
     # -- walking -----------------------------------------------------------------------------
-    def walk(self, planned: PlannedWindow) -> Iterator[list[dict]]:
-        """Every record of the window, each once, as pages (lists) in cursor order."""
+    def stretch(self, planned: PlannedWindow) -> Stretch:
+        """The whole window as one stretch, starting from the probe's page."""
         window = planned.window
-        bounds = self._bounds(window)
-        yield from self._keyset(0, None, None, bounds, set(), window, planned.first_page)
+        walks_cursor = self.levels[0][1] == self.entity.cursor_filter
+        remaining = None if planned.total is None else planned.total - len(planned.first_page)
+        return Stretch(
+            window,
+            lo=window.lo if walks_cursor else None,
+            hi=window.hi if walks_cursor else None,
+            top=window.hi,  # created <= modified <= hi: no walk key exceeds the window's end
+            first_page=planned.first_page,
+            remaining=remaining,
+        )
+
+    def walk(self, planned: PlannedWindow | Stretch) -> Iterator[list[dict]]:
+        """Every record of a window (or of a stretch of it), each once, as pages."""
+        stretch = planned if isinstance(planned, Stretch) else self.stretch(planned)
+        first, stretch.first_page = stretch.first_page, None
+        bounds = self._bounds(stretch.window)
+        yield from self._keyset(
+            0, stretch.lo, stretch.hi, bounds, set(), stretch.window, first, stretch
+        )
 
     def _bounds(self, window: Window) -> dict:
         stem = self.entity.cursor_filter
@@ -105,31 +167,41 @@ class WindowWalker:
         exclude: set[int],
         window: Window,
         first_page: list[dict] | None = None,
+        stretch: Stretch | None = None,
     ) -> Iterator[list[dict]]:
         key, stem = self.levels[level]
         cursor, seen, page_number = lo, set[int](), 1
         while True:
+            if stretch is not None:
+                hi = stretch.upper()  # an idle worker may have taken our upper half
             body = self._body(level, cursor, hi, fixed, page_number)
+            total = None
             if first_page is not None:
                 raw, first_page = first_page, None
             else:
                 context = self._context(window, f"{key} >= {cursor}, page {page_number}")
-                raw, _ = self.search(body, context)
+                raw, total = self.search(body, context)
+            if stretch is not None:
+                hi = stretch.upper()  # ... possibly while this request was in flight
             accept = self._acceptor(body)
+            beyond = hi is not None and any((r.get(key) or 0) > hi for r in raw)
             fresh = [
                 r
                 for r in raw
                 if accept(r)
                 and r["id"] not in exclude
                 and not (r.get(key) == cursor and r["id"] in seen)
+                and not (beyond and r.get(key) > hi)  # type: ignore[operator]
             ]
             # read what we need of the page before handing it on: downstream steps may
             # transform the records in place
             full = len(raw) == self.page_size
             keys = [(r["id"], r.get(key)) for r in raw] if full else []
+            if stretch is not None and keys:
+                stretch.advance(keys[-1][1], None if total is None else total - len(raw))
             if fresh:
                 yield fresh
-            if not full:
+            if not full or beyond:
                 return
             last = keys[-1][1]
             if last is None or (cursor is not None and last < cursor):
@@ -256,3 +328,76 @@ class WindowWalker:
 
     def _context(self, window: Window, detail: str) -> str:
         return f"{self.entity.name} window {window}, {detail}"
+
+
+_DONE = object()
+
+
+def read_windows(
+    walker: WindowWalker,
+    planned: list[PlannedWindow],
+    workers: int,
+    spare: Callable[[], bool] = lambda: True,
+    min_split: int = 10_000,
+) -> Iterator[list[dict]]:
+    """Pages of every window, with up to `workers` walks at once.
+
+    Windows are walked side by side; when a worker is idle and `spare()` says the request
+    budget has room, it takes the upper half of the busiest walk with at least `min_split`
+    rows left (each split costs about one extra request, so small walks are left alone).
+    """
+    stretches = [walker.stretch(p) for p in planned]
+    if workers <= 1:
+        for stretch in stretches:
+            yield from walker.walk(stretch)
+        return
+    pages: queue.Queue = queue.Queue(maxsize=workers * 4)
+    stop = threading.Event()
+    active: list[Stretch] = []
+
+    def run(stretch: Stretch) -> None:
+        try:
+            for page in walker.walk(stretch):
+                if stop.is_set():
+                    return
+                pages.put(page)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            pages.put(exc)
+        finally:
+            pages.put((_DONE, stretch))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copper-walk") as pool:
+
+        def fill() -> None:
+            while len(active) < workers:
+                if stretches:
+                    stretch = stretches.pop(0)
+                elif active and spare():
+                    busiest = max(active, key=lambda a: a.remaining or 0)
+                    stretch = busiest.split(min_split)
+                    if stretch is None:
+                        return
+                    log.info("%s %s: splitting a walk to use idle capacity",
+                             walker.entity.name, stretch.window)  # fmt: skip
+                else:
+                    return
+                active.append(stretch)
+                pool.submit(run, stretch)
+
+        fill()
+        try:
+            while active:
+                item = pages.get()
+                if isinstance(item, tuple) and item and item[0] is _DONE:
+                    active.remove(item[1])
+                    fill()
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+            while active:  # let blocked producers finish
+                item = pages.get()
+                if isinstance(item, tuple) and item and item[0] is _DONE:
+                    active.remove(item[1])

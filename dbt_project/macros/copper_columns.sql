@@ -1,0 +1,87 @@
+{#-
+  Staging helpers that survive any Copper account: dlt creates a column only once it receives a
+  value and a table only once it receives a row, and custom field columns (cf_*) differ per
+  account. Columns are given as (source column, alias, kind) with kind one of
+  id, int, text, bool, float, money, timestamp.
+-#}
+
+{% macro copper_type(kind) -%}
+  {%- if kind in ('id', 'int') -%}{{ dbt.type_bigint() }}
+  {%- elif kind == 'text' -%}{{ dbt.type_string() }}
+  {%- elif kind == 'bool' -%}{{ dbt.type_boolean() }}
+  {%- elif kind == 'float' -%}double precision
+  {%- elif kind == 'money' -%}decimal(38, 9)
+  {%- elif kind == 'timestamp' -%}{{ dbt.type_timestamp() }}
+  {%- else -%}{{ exceptions.raise_compiler_error("unknown column kind " ~ kind) }}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- name -> data type of the columns of `relation`; none when the table does not exist. -#}
+{% macro copper_existing_columns(relation) -%}
+  {%- if not execute -%}{{ return({}) }}{%- endif -%}
+  {%- set found = adapter.get_relation(
+      database=relation.database, schema=relation.schema, identifier=relation.identifier) -%}
+  {%- if found is none -%}{{ return(none) }}{%- endif -%}
+  {%- set columns = {} -%}
+  {%- for column in adapter.get_columns_in_relation(found) -%}
+    {%- do columns.update({column.name | lower: column.dtype | lower}) -%}
+  {%- endfor -%}
+  {{ return(columns) }}
+{%- endmacro %}
+
+
+{#- One typed column: timestamps with a time zone become UTC timestamps without one, so that
+    dates, months and weeks are the same on every adapter whatever the session time zone. -#}
+{% macro copper_column(name, kind, existing) -%}
+  {%- if existing is none or name not in existing -%}
+    cast(null as {{ copper_type(kind) }})
+  {%- elif kind == 'timestamp' and ('time zone' in existing[name] or 'tz' in existing[name]) -%}
+    cast({{ adapter.quote(name) }} at time zone 'UTC' as {{ copper_type(kind) }})
+  {%- else -%}
+    cast({{ adapter.quote(name) }} as {{ copper_type(kind) }})
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- `select <columns> from <copper table>` as a subquery-ready statement; with custom_fields,
+    every cf_* column follows as loaded. A missing table gives typed columns and no rows. -#}
+{% macro copper_select(table, columns, custom_fields=false) -%}
+  {%- set relation = source('copper', table) -%}
+  {%- set existing = copper_existing_columns(relation) -%}
+  select
+  {%- for name, alias, kind in columns %}
+    {{ copper_column(name, kind, existing) }} as {{ alias }}{{ "," if not loop.last }}
+  {%- endfor %}
+  {%- if custom_fields and existing %}
+    {%- for name in existing if name.startswith('cf_') %},
+    {{ adapter.quote(name) }}
+    {%- endfor %}
+  {%- endif %}
+  {%- if existing is none %}
+  from (select 1 as missing_table) as {{ table }} where 1 = 0
+  {%- else %}
+  from {{ relation }}
+  {%- endif %}
+{%- endmacro %}
+
+
+{#- The cf_* columns of a model built upstream, for marts that pass them on:
+    `{{ custom_field_columns(ref('stg_companies'), 'c') }}` gives ", c.cf_a, c.cf_b". -#}
+{% macro custom_field_columns(relation, alias) -%}
+  {%- if execute -%}
+    {%- for column in adapter.get_columns_in_relation(relation)
+        if (column.name | lower).startswith('cf_') %},
+    {{ alias }}.{{ adapter.quote(column.name | lower) }}
+    {%- endfor -%}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- ", alias.cf_a, alias.cf_b": the custom field columns of Copper table `table`, as loaded. -#}
+{% macro copper_custom_fields(table, alias) -%}
+  {%- set existing = copper_existing_columns(source('copper', table)) -%}
+  {%- for name in (existing or {}) if name.startswith('cf_') %},
+    {{ alias }}.{{ adapter.quote(name) }}
+  {%- endfor -%}
+{%- endmacro %}

@@ -1,0 +1,4 @@
+{{ copper_select('loss_reasons', [
+    ('id', 'loss_reason_id', 'id'),
+    ('name', 'loss_reason_name', 'text'),
+]) }}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import sys
 import time
@@ -203,3 +204,15 @@ def test_postgres_unreachable(serve, tmp_path):
                      env={"DESTINATION__POSTGRES__CREDENTIALS": url})  # fmt: skip
     assert result.returncode == 1
     assert "Postgres unreachable" in one_line_error(result)
+
+
+def test_the_readme_mart_queries_run_on_the_demo_database(tmp_path):
+    """Every example query the README shows for the marts runs on what `make demo` builds."""
+    result = cli("demo", "--scale", "0.2", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    queries = re.findall(r"\| `(select [^`]*)` \|", readme)
+    assert len(queries) >= 10
+    with duckdb.connect(str(tmp_path / "demo.duckdb"), read_only=True) as con:
+        for query in queries:
+            assert con.execute(query).fetchall(), query

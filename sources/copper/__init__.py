@@ -174,7 +174,8 @@ def _entity_resource(
     window_workers: int,
     min_split_records: int,
 ) -> DltResource:
-    columns: dict[str, Any] = {c: {"data_type": "timestamp"} for c in entity.timestamps}
+    columns: dict[str, Any] = {c: {"data_type": t} for c, t in entity.columns.items()}
+    columns.update({c: {"data_type": "timestamp"} for c in entity.timestamps})
     columns.update({c: dict(MONEY) for c in entity.money})
     columns[entity.cursor] = {"data_type": "timestamp", "dedup_sort": "desc"}
     if entity.cursor != "date_modified":

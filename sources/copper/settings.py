@@ -12,6 +12,18 @@ REQUESTS_PER_MINUTE = 180  # per account, in any rolling 60 s
 ACTIVITY_LOOKBACK_DAYS = 30
 
 
+ADDRESS = {f"address__{k}": "text" for k in ("street", "city", "state", "postal_code", "country")}
+NAME_PARTS = {k: "text" for k in ("prefix", "first_name", "middle_name", "last_name", "suffix")}
+RELATED = {"related_resource__id": "bigint", "related_resource__type": "text"}
+
+
+def _columns(**types: str) -> dict[str, str]:
+    """Documented fields typed up front, so every account gets the same columns even when a
+    field is empty everywhere (dlt only creates untyped columns once a value arrives)."""
+    common = {"id": "bigint", "name": "text", "assignee_id": "bigint", "details": "text"}
+    return {**common, **types}
+
+
 @dataclass(frozen=True)
 class Entity:
     """One searchable Copper record type and how it is replicated."""
@@ -32,29 +44,86 @@ class Entity:
     has_custom_fields: bool = True
     lookback_days: int = 0  # re-read this much before the cursor every run
     money: tuple[str, ...] = ()  # numbers Copper sends as int or float: typed decimal up front
+    columns: dict[str, str] = field(default_factory=_columns)  # documented field -> dlt type
 
 
 ENTITIES: tuple[Entity, ...] = (
-    Entity("people", "person", timestamps=("date_created", "date_modified", "date_last_contacted")),
-    Entity("companies", "company"),
+    Entity(
+        "people",
+        "person",
+        timestamps=("date_created", "date_modified", "date_last_contacted"),
+        columns=_columns(
+            **NAME_PARTS,
+            **ADDRESS,
+            title="text",
+            company_id="bigint",
+            company_name="text",
+            contact_type_id="bigint",
+            interaction_count="bigint",
+        ),
+    ),
+    Entity(
+        "companies",
+        "company",
+        columns=_columns(
+            **ADDRESS,
+            email_domain="text",
+            contact_type_id="bigint",
+            primary_contact_id="bigint",
+            interaction_count="bigint",
+        ),
+    ),
     Entity(
         "leads",
         "lead",
         extra_body={"include_converted_leads": True},
         timestamps=("date_created", "date_modified", "converted_timestamp"),
         money=("monetary_value", "converted_value"),
+        columns=_columns(
+            **NAME_PARTS,
+            **ADDRESS,
+            title="text",
+            company_name="text",
+            customer_source_id="bigint",
+            status="text",
+            status_id="bigint",
+            email__email="text",
+            email__category="text",
+            converted_opportunity_id="bigint",
+            converted_unit="text",
+            interaction_count="bigint",
+        ),
     ),
     Entity(
         "opportunities",
         "opportunity",
         timestamps=("date_created", "date_modified", "date_stage_changed", "date_last_contacted"),
         money=("monetary_value",),
+        columns=_columns(
+            close_date="text",
+            company_id="bigint",
+            company_name="text",
+            customer_source_id="bigint",
+            loss_reason_id="bigint",
+            pipeline_id="bigint",
+            pipeline_stage_id="bigint",
+            primary_contact_id="bigint",
+            priority="text",
+            status="text",
+            win_probability="bigint",
+            interaction_count="bigint",
+            pipeline_type="text",
+            pipeline_is_revenue="bool",
+        ),
     ),
-    Entity("projects", "project"),
+    Entity("projects", "project", columns=_columns(**RELATED, status="text")),
     Entity(
         "tasks",
         "task",
         timestamps=("date_created", "date_modified", "due_date", "reminder_date", "completed_date"),
+        columns=_columns(
+            **RELATED, status="text", priority="text", custom_activity_type_id="bigint"
+        ),
     ),
     Entity(
         "activities",
@@ -65,6 +134,19 @@ ENTITIES: tuple[Entity, ...] = (
         timestamps=("date_created", "date_modified", "activity_date"),
         has_custom_fields=False,
         lookback_days=ACTIVITY_LOOKBACK_DAYS,
+        columns={
+            "id": "bigint",
+            "details": "text",
+            "user_id": "bigint",
+            "parent__id": "bigint",
+            "parent__type": "text",
+            "type__id": "bigint",
+            "type__category": "text",
+            "old_value__id": "bigint",
+            "old_value__name": "text",
+            "new_value__id": "bigint",
+            "new_value__name": "text",
+        },
     ),
 )
 ENTITY_BY_NAME = {e.name: e for e in ENTITIES}

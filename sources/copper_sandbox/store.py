@@ -8,9 +8,11 @@ one query costs one scan.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -97,15 +99,6 @@ class Query:
     ids: frozenset[int] | None = None
     include_hidden: bool = False
     predicates: tuple[tuple[str, Any], ...] = ()  # hashable residual filters
-
-    def cache_key(self) -> tuple:
-        return (
-            self.sort_by,
-            self.include_hidden,
-            tuple(sorted(self.ranges.items())),
-            self.ids,
-            self.predicates,
-        )
 
 
 def _int_field(body: dict, name: str, default: int) -> int:
@@ -283,34 +276,34 @@ class EntityTable:
     ) -> tuple[Callable[[int, int], list[int]], int]:
         """(a function giving the ids at result positions [start, stop), the match count)."""
         sort_index = indexes[query.sort_by]
-        residual = {k: v for k, v in query.ranges.items() if k != query.sort_by}
-        if query.ids is None and not residual and not query.predicates:
-            lo, hi = _bounds(sort_index, query.ranges.get(query.sort_by))
-            if query.descending:
-                return (
-                    lambda a, b: [e[2] for e in sort_index.islice(hi - b, hi - a, reverse=True)]
-                ), hi - lo
-            return (lambda a, b: [e[2] for e in sort_index.islice(lo + a, lo + b)]), hi - lo
-
-        key = query.cache_key()
-        ids = self._cache.get(key)
-        if ids is None:
-            ids = self._scan(query, indexes)
-            self._cache[key] = ids
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
+        residual = {
+            fld: rng
+            for fld, rng in query.ranges.items()
+            if fld != query.sort_by and _bounds(indexes[fld], rng) != (0, len(indexes[fld]))
+        }  # a range on another key that every record satisfies filters nothing
+        if residual or query.ids is not None or query.predicates:
+            # matches of the other filters, sorted, cached without the sort key's own range:
+            # a keyset walk (page 1 of "sort key >= x", x moving) reuses one scan throughout
+            key = (query.sort_by, query.include_hidden, tuple(sorted(residual.items())),
+                   query.ids, query.predicates)  # fmt: skip
+            entries = self._cache.get(key)
+            if entries is None:
+                entries = self._scan(query, residual, indexes)
+                self._cache[key] = entries
+                while len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(key)
+            sort_index = entries  # type: ignore[assignment]
+        lo, hi = _bounds(sort_index, query.ranges.get(query.sort_by))
         if query.descending:
-            n = len(ids)
-            return (lambda a, b: ids[n - b : n - a][::-1]), n
-        return (lambda a, b: ids[a:b]), len(ids)
+            return (lambda a, b: [e[2] for e in sort_index[hi - b : hi - a][::-1]]), hi - lo
+        return (lambda a, b: [e[2] for e in sort_index[lo + a : lo + b]]), hi - lo
 
-    def _scan(self, query: Query, indexes: dict[str, SortedList]) -> list[int]:
-        """Ids matching every filter, in ascending sort order."""
+    def _scan(self, query: Query, residual: dict, indexes: dict[str, SortedList]) -> list[tuple]:
+        """Index entries (sort value, tie, id) matching every filter but the sort key's range."""
         checks: list[Callable[[dict], bool]] = [_predicate(n, w) for n, w in query.predicates]
-        for fld, (lo, hi) in query.ranges.items():
-            checks.append(_range_check(fld, lo, hi))
+        checks += [_range_check(fld, lo, hi) for fld, (lo, hi) in residual.items()]
         if query.ids is not None:
             hits = [self.records[i] for i in query.ids if i in self.records]
             if not query.include_hidden:
@@ -318,25 +311,30 @@ class EntityTable:
         else:
             # drive the scan from the narrowest indexed range
             driver, (lo, hi) = min(
-                ((fld, _bounds(indexes[fld], rng)) for fld, rng in query.ranges.items()),
+                ((fld, _bounds(indexes[fld], rng)) for fld, rng in residual.items()),
                 key=lambda item: item[1][1] - item[1][0],
                 default=(query.sort_by, (0, len(indexes[query.sort_by]))),
             )
-            hits = (self.records[e[2]] for e in indexes[driver].islice(lo, hi))
             if driver == query.sort_by:
-                return [r["id"] for r in hits if all(c(r) for c in checks)]
-        matched = [r for r in hits if all(c(r) for c in checks)]
-        matched.sort(key=lambda r: (sort_value(r, query.sort_by), tie_order(r["id"])))
-        return [r["id"] for r in matched]
+                return [e for e in indexes[driver] if all(c(self.records[e[2]]) for c in checks)]
+            hits = [self.records[e[2]] for e in indexes[driver].islice(lo, hi)]
+        entries = [
+            (sort_value(r, query.sort_by), tie_order(r["id"]), r["id"])
+            for r in hits
+            if all(c(r) for c in checks)
+        ]
+        entries.sort()
+        return entries
 
 
-def _bounds(index: SortedList, rng: tuple[int | None, int | None] | None) -> tuple[int, int]:
-    """Index positions [lo, hi) of entries whose key lies in the inclusive range."""
+def _bounds(index: SortedList | list, rng: tuple[int | None, int | None] | None) -> tuple[int, int]:
+    """Positions [lo, hi) of the sorted entries whose key lies in the inclusive range."""
     if rng is None:
         return 0, len(index)
     lo, hi = rng
-    start = index.bisect_left((NONE_KEY + 1,) if lo is None else (lo,))
-    stop = len(index) if hi is None else index.bisect_left((hi + 1,))
+    find = index.bisect_left if isinstance(index, SortedList) else partial(bisect_left, index)
+    start = find((NONE_KEY + 1,) if lo is None else (lo,))
+    stop = len(index) if hi is None else find((hi + 1,))
     return start, max(start, stop)
 
 

@@ -59,7 +59,7 @@ def copper_source(
     requests_per_minute: int = REQUESTS_PER_MINUTE,
     rate_limit_window: float = 60.0,
     activity_lookback_days: int = 30,
-    max_window_records: int = 50_000,
+    max_window_records: int = 95_000,
     window_workers: int = 4,
     min_split_records: int = 10_000,
     entities: Sequence[str] | None = None,
@@ -200,8 +200,8 @@ def _entity_resource(
         planned = walker.plan(lo, run_start, max_window_records)
         log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
         count, last_report = 0, time.monotonic()
-        spare = client.budget.has_spare_capacity
-        for page in read_windows(walker, planned, window_workers, spare, min_split_records):
+        pages = read_windows(walker, planned, window_workers, client.budget, min_split_records)
+        for page in pages:
             if entity.has_custom_fields:
                 for record in page:
                     pivot.pivot(record, entity.record_type)

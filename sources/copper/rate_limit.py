@@ -37,6 +37,7 @@ class RequestBudget:
         self.waits = 0  # times a request had to wait for the budget
         self.waited_seconds = 0.0
         self._waiting = 0  # requests blocked on the budget right now
+        self.walks = 0  # readers currently walking pages (any entity), for progress
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -50,8 +51,20 @@ class RequestBudget:
                 self._done.append(self._clock())
                 self._cond.notify_all()
 
+    @contextmanager
+    def walking(self) -> Iterator[None]:
+        """Count a sequential reader (one request at a time) while it runs."""
+        with self._cond:
+            self.walks += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.walks -= 1
+
     def has_spare_capacity(self) -> bool:
-        """True unless requests are queueing for the budget (more walkers would only wait)."""
+        """Would one more reader raise the request rate? Not while requests queue for the
+        budget, nor while Copper has told us to pause."""
         with self._cond:
             return self._waiting == 0 and self._clock() >= self._paused_until
 

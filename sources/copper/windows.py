@@ -17,12 +17,14 @@ error instead of silently reading nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pendulum
 
@@ -126,6 +128,14 @@ class WindowWalker:
             if fits or window.lo >= window.hi:
                 planned.append(PlannedWindow(window, rows, total))
                 continue
+            # nothing in the window is older than its first row's walk key (the cursor itself,
+            # or date_created, which never exceeds date_modified): no empty halves to probe
+            first = rows[0].get(self.levels[0][0])
+            lo = max(window.lo, first) if isinstance(first, int) else window.lo
+            if lo >= window.hi:
+                planned.append(PlannedWindow(window, rows, total))
+                continue
+            window = Window(lo, window.hi) if lo > window.lo else window
             mid = window.lo + (window.hi - window.lo) // 2
             stack += [Window(mid + 1, window.hi), Window(window.lo, mid)]
         return sorted(planned, key=lambda p: p.window.lo)
@@ -333,23 +343,34 @@ class WindowWalker:
 _DONE = object()
 
 
+class Capacity(Protocol):
+    """What the request budget tells walkers (see `RequestBudget`)."""
+
+    def has_spare_capacity(self) -> bool: ...
+
+    def walking(self) -> contextlib.AbstractContextManager[None]: ...
+
+
 def read_windows(
     walker: WindowWalker,
     planned: list[PlannedWindow],
     workers: int,
-    spare: Callable[[], bool] = lambda: True,
+    capacity: Capacity | None = None,
     min_split: int = 10_000,
 ) -> Iterator[list[dict]]:
     """Pages of every window, with up to `workers` walks at once.
 
-    Windows are walked side by side; when a worker is idle and `spare()` says the request
-    budget has room, it takes the upper half of the busiest walk with at least `min_split`
-    rows left (each split costs about one extra request, so small walks are left alone).
+    Windows are walked side by side; when a worker is idle and the request budget has room
+    that one more walk would use, it takes the upper half of the busiest walk with at least
+    `min_split` rows left (each split costs about one extra request).
     """
+    spare = capacity.has_spare_capacity if capacity else (lambda: True)
+    walking = capacity.walking if capacity else contextlib.nullcontext
     stretches = [walker.stretch(p) for p in planned]
     if workers <= 1:
         for stretch in stretches:
-            yield from walker.walk(stretch)
+            with walking():
+                yield from walker.walk(stretch)
         return
     pages: queue.Queue = queue.Queue(maxsize=workers * 4)
     stop = threading.Event()
@@ -357,10 +378,11 @@ def read_windows(
 
     def run(stretch: Stretch) -> None:
         try:
-            for page in walker.walk(stretch):
-                if stop.is_set():
-                    return
-                pages.put(page)
+            with walking():
+                for page in walker.walk(stretch):
+                    if stop.is_set():
+                        return
+                    pages.put(page)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             pages.put(exc)
         finally:

@@ -10,6 +10,7 @@ load. Each size runs in a fresh process so peak memory (max RSS) is comparable a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -22,8 +23,21 @@ from pathlib import Path
 RECORDS_AT_SCALE_1 = 11_500  # the generator's default account size
 
 
-def one_run(records: int, profile: bool, file_format: str | None = None) -> dict:
+def one_run(
+    records: int, profile: bool, file_format: str | None = None, postgres: bool = False
+) -> dict:
     """Load an account of about `records` records; figures as a dict (run in a child)."""
+    with contextlib.ExitStack() as stack:
+        if postgres:  # a throwaway local server, as the tests start one
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.postgres import postgres_server
+
+            url = stack.enter_context(postgres_server())
+            return _one_run(records, profile, None, url)
+        return _one_run(records, profile, file_format, None)
+
+
+def _one_run(records: int, profile: bool, file_format: str | None, pg_url: str | None) -> dict:
     import dlt
 
     from copper import ClientStats, copper_source
@@ -38,7 +52,11 @@ def one_run(records: int, profile: bool, file_format: str | None = None) -> dict
         pipeline = dlt.pipeline(
             "copper_cpu",
             pipelines_dir=str(root / "pipelines"),
-            destination=dlt.destinations.duckdb(str(root / "cpu.duckdb")),
+            destination=(
+                dlt.destinations.postgres(pg_url)
+                if pg_url
+                else dlt.destinations.duckdb(str(root / "cpu.duckdb"))
+            ),
             dataset_name="copper",
         )
         stats = ClientStats()
@@ -63,6 +81,8 @@ def one_run(records: int, profile: bool, file_format: str | None = None) -> dict
         normalized = time.monotonic()
         pipeline.load().raise_on_failed_jobs()
         loaded = time.monotonic()
+        trace = pipeline.last_trace.last_normalize_info
+        table_rows = sum(n for t, n in trace.row_counts.items() if not t.startswith("_dlt"))
         if profiler:
             profiler.stop()
             (root / "profile.txt").write_text(
@@ -72,6 +92,7 @@ def one_run(records: int, profile: bool, file_format: str | None = None) -> dict
     entity_records = sum(e.records for name, e in stats.entities.items() if name not in ("users",))
     return {
         "records": entity_records,
+        "table_rows": table_rows,
         "requests": stats.requests,
         "extract_s": extracted - started,
         "normalize_s": normalized - extracted,
@@ -89,10 +110,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--profile", action="store_true", help="pyinstrument the pipeline")
     parser.add_argument("--format", default="jsonl", help="dlt loader file format for DuckDB")
+    parser.add_argument("--postgres", action="store_true", help="load a local PostgreSQL instead")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_run(args.child, args.profile, args.format)))
+        print(json.dumps(one_run(args.child, args.profile, args.format, args.postgres)))
         return
     rows = []
     for n in args.records:
@@ -102,13 +124,14 @@ def main() -> None:
         )
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    header = ("records", "requests", "extract s", "normalize s", "load s", "total s",
-              "records/s", "peak RSS MB (extract)", "peak RSS MB (run)")  # fmt: skip
+    header = ("records", "rows (child tables too)", "requests", "extract s", "normalize s",
+              "load s", "total s", "records/s", "peak RSS MB (extract)",
+              "peak RSS MB (run)")  # fmt: skip
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for r in rows:
         print(
-            f"{r['records']:,} | {r['requests']:,} | {r['extract_s']:.1f} | "
+            f"{r['records']:,} | {r['table_rows']:,} | {r['requests']:,} | {r['extract_s']:.1f} | "
             f"{r['normalize_s']:.1f} | {r['load_s']:.1f} | {r['total_s']:.1f} | "
             f"{r['records_per_s']:,.0f} | {r['extract_rss_mb']:,.0f} | {r['max_rss_mb']:,.0f}"
         )

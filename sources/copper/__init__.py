@@ -114,7 +114,8 @@ def copper_source(
     run_start = int(time.time())
     definitions = client.get("/custom_field_definitions", context="custom field definitions")
     frozen = dlt.current.source_state().get(STATE_COLUMNS, {})
-    columns = column_names(definitions, frozen, reserved=set())
+    standard = {c for e in ENTITIES for c in (*e.columns, *e.timestamps, *e.money)}
+    columns = column_names(definitions, frozen, reserved=standard)  # never shadow a field
     pivot = CustomFieldPivot(definitions, columns)
 
     selected = [e for e in ENTITIES if not entities or e.name in entities]

@@ -168,6 +168,12 @@ def run(options: RunOptions, log: Any = None) -> RunReport:
     stats = ClientStats()
     started = datetime.now(UTC)
     with explained(options), run_lock(pipeline, options):
+        if _warehouse_lost(pipeline, options):
+            log(
+                "the warehouse has no Copper data but this machine remembers cursors from "
+                "earlier runs: forgetting them, so this run is a full load"
+            )
+            pipeline = pipeline.drop()
         source = copper_source(
             entities=selected, start_date=options.start_date, stats=stats,
             **options.source_options,
@@ -189,6 +195,17 @@ def run(options: RunOptions, log: Any = None) -> RunReport:
         if options.dbt:
             run_dbt(pipeline, log)
     return report
+
+
+def _warehouse_lost(pipeline: dlt.Pipeline, options: RunOptions) -> bool:
+    """Local dlt state with cursors, but a warehouse without the data (a deleted DuckDB file,
+    a dropped schema): resuming from those cursors would silently skip every older record."""
+    if not pipeline.state.get("sources"):
+        return False
+    if options.destination == "duckdb":
+        return not Path(options.duckdb_path).exists()
+    with pipeline.sql_client() as client:
+        return not client.has_dataset()
 
 
 def _report(

@@ -216,3 +216,35 @@ def test_the_readme_mart_queries_run_on_the_demo_database(tmp_path):
     with duckdb.connect(str(tmp_path / "demo.duckdb"), read_only=True) as con:
         for query in queries:
             assert con.execute(query).fetchall(), query
+
+
+def test_a_deleted_warehouse_is_reloaded_in_full(serve, tmp_path):
+    """dlt keeps cursors on this machine; without the warehouse they would skip old records."""
+    account = SandboxAccount.generate(seed=54, scale=0.05)
+    with serve(account) as running:
+        assert cli("run", cwd=tmp_path, running=running).returncode == 0
+        (tmp_path / "copper_warehouse.duckdb").unlink()
+        result = cli("run", cwd=tmp_path, running=running)
+    assert result.returncode == 0, result.stderr
+    assert "full load" in result.stderr
+    with duckdb.connect(str(tmp_path / "copper_warehouse.duckdb"), read_only=True) as con:
+        people = con.execute("select count(*) from copper.people").fetchone()[0]
+    assert people == account.count("people")
+
+
+def test_a_dropped_postgres_dataset_is_reloaded_in_full(serve, tmp_path, postgres_url, pg_dataset):
+    import psycopg2
+
+    account = SandboxAccount.generate(seed=55, scale=0.05)
+    with serve(account) as running:
+        assert (
+            into_postgres(postgres_url, pg_dataset, cwd=tmp_path, running=running).returncode == 0
+        )
+        with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+            cur.execute(f"drop schema {pg_dataset} cascade")
+        result = into_postgres(postgres_url, pg_dataset, cwd=tmp_path, running=running)
+    assert result.returncode == 0, result.stderr
+    assert "full load" in result.stderr
+    with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        cur.execute(f"select count(*) from {pg_dataset}.people")
+        assert cur.fetchone()[0] == account.count("people")

@@ -201,8 +201,8 @@ def _entity_resource(
         planned = walker.plan(lo, run_start, max_window_records)
         log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
         count, last_report = 0, time.monotonic()
-        pages = read_windows(walker, planned, window_workers, client.budget, min_split_records)
-        for page in pages:
+        spare = client.budget.has_spare_capacity
+        for page in read_windows(walker, planned, window_workers, spare, min_split_records):
             if entity.has_custom_fields:
                 for record in page:
                     pivot.pivot(record, entity.record_type)

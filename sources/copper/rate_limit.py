@@ -37,7 +37,6 @@ class RequestBudget:
         self.waits = 0  # times a request had to wait for the budget
         self.waited_seconds = 0.0
         self._waiting = 0  # requests blocked on the budget right now
-        self.walks = 0  # readers currently walking pages (any entity), for progress
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -50,17 +49,6 @@ class RequestBudget:
                 self._in_flight -= 1
                 self._done.append(self._clock())
                 self._cond.notify_all()
-
-    @contextmanager
-    def walking(self) -> Iterator[None]:
-        """Count a sequential reader (one request at a time) while it runs."""
-        with self._cond:
-            self.walks += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self.walks -= 1
 
     def has_spare_capacity(self) -> bool:
         """Would one more reader raise the request rate? Not while requests queue for the

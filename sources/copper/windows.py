@@ -17,14 +17,12 @@ error instead of silently reading nothing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import pendulum
 
@@ -343,34 +341,23 @@ class WindowWalker:
 _DONE = object()
 
 
-class Capacity(Protocol):
-    """What the request budget tells walkers (see `RequestBudget`)."""
-
-    def has_spare_capacity(self) -> bool: ...
-
-    def walking(self) -> contextlib.AbstractContextManager[None]: ...
-
-
 def read_windows(
     walker: WindowWalker,
     planned: list[PlannedWindow],
     workers: int,
-    capacity: Capacity | None = None,
+    spare: Callable[[], bool] = lambda: True,
     min_split: int = 10_000,
 ) -> Iterator[list[dict]]:
     """Pages of every window, with up to `workers` walks at once.
 
-    Windows are walked side by side; when a worker is idle and the request budget has room
-    that one more walk would use, it takes the upper half of the busiest walk with at least
-    `min_split` rows left (each split costs about one extra request).
+    Windows are walked side by side; when a worker is idle and `spare()` says the request
+    budget has room, it takes the upper half of the busiest walk with at least `min_split`
+    rows left (each split costs about one extra request).
     """
-    spare = capacity.has_spare_capacity if capacity else (lambda: True)
-    walking = capacity.walking if capacity else contextlib.nullcontext
     stretches = [walker.stretch(p) for p in planned]
     if workers <= 1:
         for stretch in stretches:
-            with walking():
-                yield from walker.walk(stretch)
+            yield from walker.walk(stretch)
         return
     pages: queue.Queue = queue.Queue(maxsize=workers * 4)
     stop = threading.Event()
@@ -378,11 +365,10 @@ def read_windows(
 
     def run(stretch: Stretch) -> None:
         try:
-            with walking():
-                for page in walker.walk(stretch):
-                    if stop.is_set():
-                        return
-                    pages.put(page)
+            for page in walker.walk(stretch):
+                if stop.is_set():
+                    return
+                pages.put(page)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             pages.put(exc)
         finally:

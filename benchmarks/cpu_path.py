@@ -24,12 +24,22 @@ RECORDS_AT_SCALE_1 = 11_500  # the generator's default account size
 
 
 def one_run(
-    records: int, profile: bool, file_format: str | None = None, postgres: bool = False
+    records: int,
+    profile: bool,
+    file_format: str | None = None,
+    postgres: bool = False,
+    tuned: bool = True,
 ) -> dict:
     """Load an account of about `records` records; figures as a dict (run in a child)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pipelines.tuning import tuned_for_throughput
+
     with contextlib.ExitStack() as stack:
+        if tuned:  # as copper-pipeline runs
+            stack.enter_context(tuned_for_throughput())
+        else:  # dlt's defaults but jsonl: the settings' effect, for the README
+            os.environ["NORMALIZE__WORKERS"] = str(min(4, os.cpu_count() or 1))
         if postgres:  # a throwaway local server, as the tests start one
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from tests.postgres import postgres_server
 
             url = stack.enter_context(postgres_server())
@@ -44,8 +54,6 @@ def _one_run(records: int, profile: bool, file_format: str | None, pg_url: str |
     from copper_sandbox import serve_in_subprocess
 
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    os.environ.setdefault("DATA_WRITER__DISABLE_COMPRESSION", "true")  # as copper-pipeline does
-    os.environ.setdefault("NORMALIZE__WORKERS", str(min(4, os.cpu_count() or 1)))
     scale = records / RECORDS_AT_SCALE_1
     with serve_in_subprocess("--scale", f"{scale:.4f}", "--rate-limit", "0") as running:
         root = Path(tempfile.mkdtemp(prefix="copper-cpu-"))
@@ -74,11 +82,16 @@ def _one_run(records: int, profile: bool, file_format: str | None, pg_url: str |
             profiler = Profiler()
             profiler.start()
         started = time.monotonic()
+        cpu_started = _cpu_seconds()
         pipeline.extract(source, loader_file_format=file_format)
         extracted = time.monotonic()
+        cpu_extract = _cpu_seconds() - cpu_started
         rss_extract = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cpu_before_normalize = _cpu_seconds(resource.RUSAGE_CHILDREN) + _cpu_seconds()
         pipeline.normalize()
         normalized = time.monotonic()
+        cpu_normalize = _cpu_seconds(resource.RUSAGE_CHILDREN) + _cpu_seconds()
+        cpu_normalize -= cpu_before_normalize
         pipeline.load().raise_on_failed_jobs()
         loaded = time.monotonic()
         trace = pipeline.last_trace.last_normalize_info
@@ -101,8 +114,16 @@ def _one_run(records: int, profile: bool, file_format: str | None, pg_url: str |
         "records_per_s": entity_records / (loaded - started),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "extract_rss_mb": rss_extract,
+        "extract_cpu_s": cpu_extract,
+        "normalize_cpu_s": cpu_normalize,
         "profile": str(root / "profile.txt") if profile else "",
     }
+
+
+def _cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU seconds used by this process, or by its ended children (normalize workers)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -111,20 +132,24 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="pyinstrument the pipeline")
     parser.add_argument("--format", default="jsonl", help="dlt loader file format for DuckDB")
     parser.add_argument("--postgres", action="store_true", help="load a local PostgreSQL instead")
+    parser.add_argument(
+        "--untuned", action="store_true", help="without pipelines.tuning (dlt's defaults)"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_run(args.child, args.profile, args.format, args.postgres)))
+        figures = one_run(args.child, args.profile, args.format, args.postgres, not args.untuned)
+        print(json.dumps(figures))
         return
     rows = []
     for n in args.records:
         cmd = [sys.executable, __file__, "--child", str(n)]
-        cmd += (["--profile"] if args.profile else []) + (
-            ["--format", args.format] if args.format else []
-        )
+        cmd += ["--format", args.format] if args.format else []
+        cmd += [f"--{flag}" for flag in ("profile", "postgres", "untuned") if getattr(args, flag)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    header = ("records", "rows (child tables too)", "requests", "extract s", "normalize s",
+    header = ("records", "rows (child tables too)", "requests", "extract s",
+              "extract CPU s", "normalize s", "normalize CPU s",
               "load s", "total s", "records/s", "peak RSS MB (extract)",
               "peak RSS MB (run)")  # fmt: skip
     print(" | ".join(header))
@@ -132,7 +157,8 @@ def main() -> None:
     for r in rows:
         print(
             f"{r['records']:,} | {r['table_rows']:,} | {r['requests']:,} | {r['extract_s']:.1f} | "
-            f"{r['normalize_s']:.1f} | {r['load_s']:.1f} | {r['total_s']:.1f} | "
+            f"{r['extract_cpu_s']:.1f} | {r['normalize_s']:.1f} | {r['normalize_cpu_s']:.1f} | "
+            f"{r['load_s']:.1f} | {r['total_s']:.1f} | "
             f"{r['records_per_s']:,.0f} | {r['extract_rss_mb']:,.0f} | {r['max_rss_mb']:,.0f}"
         )
         if r["profile"]:

@@ -21,6 +21,7 @@ import pendulum
 
 from copper import ClientStats, CopperError, copper_source
 from copper.settings import ENTITIES, ENTITY_BY_NAME
+from pipelines.tuning import tuned_for_throughput
 
 PIPELINE_NAME = "copper"
 # not copper.duckdb: DuckDB names the catalog after the file, and a catalog named like the
@@ -158,10 +159,11 @@ def make_pipeline(options: RunOptions) -> dlt.Pipeline:
 def run(options: RunOptions, log: Any = None) -> RunReport:
     """Load Copper once. Raises RunError with a one-line message on any failure."""
     options.validate()
-    # intermediate files are read back at once: compressing them only costs CPU; and
-    # normalizing in one process per core is ~25% faster (benchmarks/cpu_path.py)
-    os.environ.setdefault("DATA_WRITER__DISABLE_COMPRESSION", "true")
-    os.environ.setdefault("NORMALIZE__WORKERS", str(min(4, os.cpu_count() or 1)))
+    with tuned_for_throughput():
+        return _run(options, log)
+
+
+def _run(options: RunOptions, log: Any = None) -> RunReport:
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     pipeline = make_pipeline(options)
     selected = options.entities or [e.name for e in ENTITIES]

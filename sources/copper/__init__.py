@@ -230,6 +230,8 @@ def _epochs_to_datetimes(fields: tuple[str, ...]) -> Callable[[dict], dict]:
     """Timestamps become aware datetimes here, cheaply, rather than in dlt's normalizer."""
 
     def convert(record: dict) -> dict:
+        for key in [key for key, value in record.items() if value is None]:
+            del record[key]  # a missing key loads as NULL, and costs dlt nothing downstream
         for name in fields:
             value = record.get(name)
             if value.__class__ is int:

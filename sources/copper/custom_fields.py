@@ -394,12 +394,7 @@ def _converter(spec: FieldSpec, warn: Warn) -> Converter:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Plan:
-    """Per record type: every column set to None, and def id -> (column, converter)."""
-
-    blank: dict[str, None]
-    lookup: dict[int, tuple[str, Converter]]
+Lookup = dict[int, tuple[str, Converter]]  # per record type: def id -> (column, converter)
 
 
 class CustomFieldPivot:
@@ -430,7 +425,7 @@ class CustomFieldPivot:
                 )
             self._specs.append(spec)
         self._specs.sort(key=lambda s: s.definition_id)
-        self._plans: dict[str, _Plan] = {}
+        self._lookups: dict[str, Lookup] = {}
 
     @property
     def columns(self) -> dict[str, str]:
@@ -449,18 +444,17 @@ class CustomFieldPivot:
         }
 
     def pivot(self, record: dict, record_type: str) -> dict:
-        """Adds one key per definition of `record_type` (None when unset) to `record`."""
-        plan = self._plans.get(record_type)
-        if plan is None:
-            plan = self._plan(record_type)
-        record.update(plan.blank)
+        """Adds a `cf_*` key to `record` for each custom field set on it (none for unset ones:
+        dlt makes a missing key NULL, and skipping it spares every later step a key)."""
+        lookup = self._lookups.get(record_type)
+        if lookup is None:
+            lookup = self._lookup(record_type)
         fields = record.get("custom_fields")
         if not fields:
             return record
         if fields.__class__ is not list:
             self._warn("custom_fields", "not a list", fields)
             return record
-        lookup = plan.lookup
         for field in fields:
             try:
                 entry = lookup.get(field["custom_field_definition_id"])
@@ -498,18 +492,13 @@ class CustomFieldPivot:
                     )
         return rows
 
-    def _plan(self, record_type: str) -> _Plan:
+    def _lookup(self, record_type: str) -> Lookup:
         specs = self.specs_for(record_type)
-        plan = _Plan(
-            blank=dict.fromkeys(s.column for s in specs),
-            lookup={s.definition_id: (s.column, _converter(s, self._warn)) for s in specs},
-        )
-        self._plans[record_type] = plan
-        return plan
+        lookup = {s.definition_id: (s.column, _converter(s, self._warn)) for s in specs}
+        self._lookups[record_type] = lookup
+        return lookup
 
-    def _slow_lookup(
-        self, field: dict, lookup: dict[int, tuple[str, Converter]]
-    ) -> tuple[str, Converter] | None:
+    def _slow_lookup(self, field: dict, lookup: Lookup) -> tuple[str, Converter] | None:
         """The entry for a definition id sent as a string of digits."""
         definition_id = field["custom_field_definition_id"]
         if definition_id.__class__ is str and _INTEGER.fullmatch(definition_id.strip()):

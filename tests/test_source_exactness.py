@@ -172,3 +172,34 @@ def test_a_record_changed_again_within_the_cursor_second_is_reloaded(serve, tmp_
         loader.run(entities=["people"])
         titles = {r["id"]: r["title"] for r in loader.rows("people")}
     assert titles[person["id"]] == "v2"
+
+
+def test_a_value_cleared_in_copper_becomes_null_in_the_warehouse(serve, tmp_path):
+    """The source leaves unset values out of its rows (dlt gives them NULL); a row merged on
+    id replaces the old one whole, so clearing a field or a custom field is not lost."""
+    account = SandboxAccount.generate(seed=23, scale=0.05)
+    text_field = next(
+        d for d in account.custom_field_definitions()
+        if d["data_type"] == "URL" and "person" in d["available_on"]
+    )  # fmt: skip
+    with serve(account) as running:
+        loader = Loader(tmp_path, running)
+        person = account.snapshot("people")[0]
+        account.update("people", person["id"], {
+            "title": "Chief Tidiness Officer",
+            "custom_fields": [{"custom_field_definition_id": text_field["id"], "value": "https://x.example"}],
+        })  # fmt: skip
+        loader.run(entities=["people"])
+        column = loader.pipeline.state["sources"]["copper"]["custom_field_columns"]
+        column = column[str(text_field["id"])]
+        row = next(r for r in loader.rows("people") if r["id"] == person["id"])
+        assert (row["title"], row[column]) == ("Chief Tidiness Officer", "https://x.example")
+
+        account.update("people", person["id"], {
+            "title": None,
+            "custom_fields": [{"custom_field_definition_id": text_field["id"], "value": None}],
+        })  # fmt: skip
+        loader.run(entities=["people"])
+        row = next(r for r in loader.rows("people") if r["id"] == person["id"])
+        assert (row["title"], row[column]) == (None, None)
+        assert_warehouse_equals(loader, "people")

@@ -258,7 +258,10 @@ def _reference_resource(reference: Reference, client: CopperClient) -> DltResour
             data = [{**t, "category": t.get("category", c)} for c, ts in data.items() for t in ts]
         yield data
 
-    hints: dict[str, Any] = {"write_disposition": "replace"}
+    hints: dict[str, Any] = {
+        "write_disposition": "replace",
+        "columns": {name: {"data_type": "text"} for name in reference.text_columns},
+    }
     if reference.primary_key:
         hints["primary_key"] = reference.primary_key
     if reference.name == "activity_types":

@@ -160,14 +160,19 @@ class Reference:
     path: str
     primary_key: str | None = "id"
     method: str = "GET"
+    # documented text fields often null in every row: typed up front, so the column exists
+    # and dlt does not warn that it could not infer a type
+    text_columns: tuple[str, ...] = ()
 
 
 REFERENCES: tuple[Reference, ...] = (
     Reference("users", "/users/search", method="POST"),
-    Reference("account", "/account"),
+    Reference("account", "/account", text_columns=("logo",)),
     Reference("pipelines", "/pipelines"),
     Reference("pipeline_stages", "/pipeline_stages"),
-    Reference("custom_field_definitions", "/custom_field_definitions"),
+    Reference(
+        "custom_field_definitions", "/custom_field_definitions", text_columns=("canonical_name",)
+    ),
     Reference("lead_statuses", "/lead_statuses"),
     Reference("customer_sources", "/customer_sources"),
     Reference("loss_reasons", "/loss_reasons"),

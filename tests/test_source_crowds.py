@@ -59,3 +59,37 @@ def test_more_than_100000_records_sharing_both_seconds_is_an_error_not_a_truncat
         for _ in walker.walk(planned):
             pass
     assert planned.window == Window(SECOND, SECOND)
+
+
+def walk_people(account: SandboxAccount, inflation: float = 0.0) -> tuple[list[int], int]:
+    """Ids a full walk of people yields, and the searches it made (X-PW-TOTAL inflated by up
+    to `inflation`, as Copper may over-report it)."""
+    calls = []
+
+    def search(body: dict, _context: str):
+        page = account.search("people", body)
+        calls.append(body)
+        return page.records, page.total + int(page.total * inflation)
+
+    walker = WindowWalker(ENTITY_BY_NAME["people"], search)
+    ids = [r["id"] for p in walker.plan(0, SECOND + 10**6, 50_000) for page in walker.walk(p)
+           for r in page]  # fmt: skip
+    return ids, len(calls)
+
+
+@pytest.mark.parametrize("inflation", [0.0, 0.3])
+def test_a_walk_ends_without_an_empty_page_when_x_pw_total_says_so(inflation):
+    """399 people, one per creation second: page 1, then 'created >= the 200th' re-reads it
+    and brings the last 199. X-PW-TOTAL (200) says nothing is left, so no third request; an
+    over-reported total costs that request but never a row."""
+    account = SandboxAccount.generate(seed=63, scale=0.01)
+    table = account.tables["people"]
+    for person in account.snapshot("people"):
+        account.delete("people", person["id"])
+    table.load(
+        {"id": i, "name": f"p{i}", "date_created": SECOND + i, "date_modified": SECOND + i}
+        for i in range(1, 400)
+    )
+    ids, searches = walk_people(account, inflation)
+    assert sorted(ids) == list(range(1, 400))
+    assert searches == (2 if inflation == 0 else 3)

@@ -132,10 +132,8 @@ def copper_source(
             min_split_records=min_split_records,
         )
     for reference in REFERENCES:
-        if reference.name == "custom_field_definitions":
-            yield dlt.resource(
-                definitions, name=reference.name, primary_key="id", write_disposition="replace"
-            )
+        if reference.name == "custom_field_definitions":  # already read, for the pivot
+            yield dlt.resource(definitions, name=reference.name, **_reference_hints(reference))
         else:
             yield _reference_resource(reference, client)
     yield _mapping_resource(pivot)
@@ -258,6 +256,10 @@ def _reference_resource(reference: Reference, client: CopperClient) -> DltResour
             data = [{**t, "category": t.get("category", c)} for c, ts in data.items() for t in ts]
         yield data
 
+    return dlt.resource(rows, name=reference.name, **_reference_hints(reference))
+
+
+def _reference_hints(reference: Reference) -> dict[str, Any]:
     hints: dict[str, Any] = {
         "write_disposition": "replace",
         "columns": {name: {"data_type": "text"} for name in reference.text_columns},
@@ -266,4 +268,4 @@ def _reference_resource(reference: Reference, client: CopperClient) -> DltResour
         hints["primary_key"] = reference.primary_key
     if reference.name == "activity_types":
         hints["primary_key"] = ("category", "id")
-    return dlt.resource(rows, name=reference.name, **hints)
+    return hints

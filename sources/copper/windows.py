@@ -71,6 +71,7 @@ class Stretch:
     hi: int | None
     top: int  # the highest value the first walk key can take in this window
     first_page: list[dict] | None = None
+    first_total: int | None = None  # X-PW-TOTAL that came with `first_page`
     cursor: int | None = None  # where the walk has got to
     remaining: int | None = None  # rows still to read, estimated from X-PW-TOTAL
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -150,6 +151,7 @@ class WindowWalker:
             hi=window.hi if walks_cursor else None,
             top=window.hi,  # created <= modified <= hi: no walk key exceeds the window's end
             first_page=planned.first_page,
+            first_total=planned.total,
             remaining=remaining,
         )
 
@@ -159,8 +161,9 @@ class WindowWalker:
         first, stretch.first_page = stretch.first_page, None
         bounds = self._bounds(stretch.window)
         yield from self._keyset(
-            0, stretch.lo, stretch.hi, bounds, set(), stretch.window, first, stretch
-        )
+            0, stretch.lo, stretch.hi, bounds, set(), stretch.window, first, stretch,
+            stretch.first_total,
+        )  # fmt: skip
 
     def _bounds(self, window: Window) -> dict:
         stem = self.entity.cursor_filter
@@ -176,6 +179,7 @@ class WindowWalker:
         window: Window,
         first_page: list[dict] | None = None,
         stretch: Stretch | None = None,
+        first_total: int | None = None,
     ) -> Iterator[list[dict]]:
         key, stem = self.levels[level]
         cursor, seen, page_number = lo, set[int](), 1
@@ -183,9 +187,8 @@ class WindowWalker:
             if stretch is not None:
                 hi = stretch.upper()  # an idle worker may have taken our upper half
             body = self._body(level, cursor, hi, fixed, page_number)
-            total = None
             if first_page is not None:
-                raw, first_page = first_page, None
+                raw, total, first_page = first_page, first_total, None
             else:
                 context = self._context(window, f"{key} >= {cursor}, page {page_number}")
                 raw, total = self.search(body, context)
@@ -209,8 +212,8 @@ class WindowWalker:
                 stretch.advance(keys[-1][1], None if total is None else total - len(raw))
             if fresh:
                 yield fresh
-            if not full or beyond:
-                return
+            if not full or beyond or (total is not None and len(raw) >= total):
+                return  # a short page, or X-PW-TOTAL (an upper bound) says nothing is left
             last = keys[-1][1]
             if last is None or (cursor is not None and last < cursor):
                 # the server ignored our lower bound: only offset paging can move on

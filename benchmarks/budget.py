@@ -23,6 +23,7 @@ import dlt
 from copper import ClientStats, copper_source
 from copper.settings import ENTITIES
 from copper_sandbox import serve_in_subprocess
+from pipelines.tuning import tuned_for_throughput
 
 PAGE = 200
 
@@ -58,14 +59,13 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=8.0, help="sandbox account size")
     args = parser.parse_args()
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    os.environ.setdefault("DATA_WRITER__DISABLE_COMPRESSION", "true")
     k, window = args.k, 60 / args.k
     serve_args = [
         "--scale", str(args.scale), "--rate-limit", "180", "--window", f"{window:.6f}",
         "--latency", f"{1 / k:.6f}", "--jitter", f"{0.3 / k:.6f}",
     ]  # fmt: skip
     root = Path(tempfile.mkdtemp(prefix="copper-budget-"))
-    with serve_in_subprocess(*serve_args) as running:
+    with serve_in_subprocess(*serve_args) as running, tuned_for_throughput():
         counts = running.info["records"]
         started = time.monotonic()
         stats, seconds = run_once(running, k, root, "budget")

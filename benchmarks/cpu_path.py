@@ -135,8 +135,13 @@ def main() -> None:
     parser.add_argument(
         "--untuned", action="store_true", help="without pipelines.tuning (dlt's defaults)"
     )
+    parser.add_argument("--duckdb-memory-limit", help="e.g. 512MB (DuckDB's default: 80%% of RAM)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.duckdb_memory_limit:  # dlt's own setting, inherited by the children
+        os.environ["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = json.dumps(
+            {"memory_limit": args.duckdb_memory_limit}
+        )
     if args.child:
         figures = one_run(args.child, args.profile, args.format, args.postgres, not args.untuned)
         print(json.dumps(figures))

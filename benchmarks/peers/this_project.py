@@ -30,6 +30,7 @@ def main() -> None:
 
     from copper import ClientStats, copper_source
     from pipelines.runner import LOADER_FORMAT
+    from pipelines.tuning import tuned_for_throughput
 
     workdir = Path(args.workdir)
     db_path = workdir / "this_project.duckdb"
@@ -48,17 +49,14 @@ def main() -> None:
         rate_limit_window=60 / args.k,
         stats=stats,
     )
-    # the settings `copper-pipeline run` uses: jsonl into DuckDB, no intermediate compression,
-    # one normalize process per core
-    os.environ.setdefault("DATA_WRITER__DISABLE_COMPRESSION", "true")
-    os.environ.setdefault("NORMALIZE__WORKERS", str(min(4, os.cpu_count() or 1)))
-    started = time.monotonic()
-    pipeline.extract(source, loader_file_format=LOADER_FORMAT["duckdb"])
-    extracted = time.monotonic()
-    pipeline.normalize()
-    normalized = time.monotonic()
-    pipeline.load().raise_on_failed_jobs()
-    seconds = time.monotonic() - started
+    with tuned_for_throughput():  # as `copper-pipeline run` does
+        started = time.monotonic()
+        pipeline.extract(source, loader_file_format=LOADER_FORMAT["duckdb"])
+        extracted = time.monotonic()
+        pipeline.normalize()
+        normalized = time.monotonic()
+        pipeline.load().raise_on_failed_jobs()
+        seconds = time.monotonic() - started
     steps = (
         f"dlt steps: extract {extracted - started:.1f} s, normalize {normalized - extracted:.1f} s,"
         f" load {started + seconds - normalized:.1f} s"

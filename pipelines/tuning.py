@@ -4,7 +4,7 @@
         pipeline.run(copper_source())
 
 Copper's API is the bottleneck of a real run; these keep the pipeline far below it, so a
-machine of two cores loads a million records in well under a minute (see benchmarks/README.md).
+machine of two cores loads a million records in under a minute (see benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -9,16 +9,20 @@ Credentials can also live in `.dlt/secrets.toml` under `[sources.copper]`. The c
 
 from __future__ import annotations
 
+from typing import Any
+
 import dlt
 
 from copper import copper_source
-from pipelines.runner import LOADER_FORMAT
+from pipelines.runner import DEFAULT_DUCKDB, LOADER_FORMAT
 from pipelines.tuning import tuned_for_throughput
 
 
 def load_copper(destination: str = "duckdb", dataset: str = "copper") -> None:
     """Every entity, incrementally; reference tables replaced; custom fields as columns."""
-    pipeline = dlt.pipeline(pipeline_name="copper", destination=destination, dataset_name=dataset)
+    pipeline = dlt.pipeline(
+        pipeline_name="copper", destination=_destination(destination), dataset_name=dataset
+    )
     with tuned_for_throughput():  # GC and dlt file settings, measured in benchmarks/cpu_path.py
         # jsonl into DuckDB: 15x faster to load than dlt's default insert_values
         info = pipeline.run(copper_source(), loader_file_format=LOADER_FORMAT.get(destination))
@@ -27,11 +31,19 @@ def load_copper(destination: str = "duckdb", dataset: str = "copper") -> None:
 
 def load_some_entities() -> None:
     """Only people and opportunities, from 2024 on, with a smaller request budget."""
-    pipeline = dlt.pipeline(pipeline_name="copper", destination="duckdb", dataset_name="copper")
+    pipeline = dlt.pipeline(
+        pipeline_name="copper", destination=_destination("duckdb"), dataset_name="copper"
+    )
     source = copper_source(
         entities=["people", "opportunities"], start_date="2024-01-01", requests_per_minute=120
     )
     print(pipeline.run(source))
+
+
+def _destination(name: str) -> Any:
+    """DuckDB in `copper_warehouse.duckdb`: dlt would name the file after the pipeline, and a
+    `copper` catalog beside the `copper` schema makes every `copper.<table>` ambiguous."""
+    return dlt.destinations.duckdb(DEFAULT_DUCKDB) if name == "duckdb" else name
 
 
 if __name__ == "__main__":

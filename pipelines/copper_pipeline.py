@@ -24,7 +24,7 @@ def load_copper(destination: str = "duckdb", dataset: str = "copper") -> None:
         pipeline_name="copper", destination=_destination(destination), dataset_name=dataset
     )
     with tuned_for_throughput():  # GC and dlt file settings, measured in benchmarks/cpu_path.py
-        # jsonl into DuckDB: 15x faster to load than dlt's default insert_values
+        # parquet into DuckDB: many times faster to load than dlt's default insert_values
         info = pipeline.run(copper_source(), loader_file_format=LOADER_FORMAT.get(destination))
     print(info)
 

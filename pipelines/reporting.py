@@ -33,6 +33,12 @@ def build_dbt(pipeline: dlt.Pipeline, project: Path, log: Callable[[str], None])
     if target not in TARGETS:
         raise RuntimeError(f"dbt build failed: destination {target!r} has no dbt target")
     args = ["build", "--project-dir", str(project), "--profiles-dir", str(project)]
+    # dbt's target/ (compiled SQL, partial parse) and logs/ per pipeline, not in the shared
+    # project: two runs on different warehouses at once would otherwise read each other's
+    # parse and test the wrong schemas (the run lock covers only runs of one pipeline)
+    if not os.environ.get("DBT_TARGET_PATH"):
+        own = Path(pipeline.working_dir) / "dbt"
+        args += ["--target-path", str(own / "target"), "--log-path", str(own / "logs")]
     with _environ(dbt_environment(pipeline)):
         try:
             # dbt's own console output off (its log file keeps everything): we log what matters

@@ -159,6 +159,10 @@ def test_demo_from_an_empty_directory(tmp_path):
     assert (tmp_path / "demo.duckdb").exists()
     assert "Open pipeline value by stage" in result.stdout
     assert "Open the data" in result.stdout
+    # dbt's artifacts are the pipeline's own, never the shared project's: runs at once on
+    # other warehouses (this suite's other workers) cannot read each other's parse
+    dbt_dir = tmp_path / ".copper_demo" / "copper_demo" / "dbt"
+    assert (dbt_dir / "target" / "run_results.json").exists()
 
 
 def into_postgres(url: str, dataset: str, **kwargs):

@@ -36,3 +36,22 @@ def test_more_than_100000_records_in_one_second_all_arrive(serve, tmp_path):
         loader = Loader(tmp_path, running)
         loader.run(entities=["people"])
         assert_warehouse_equals(loader, "people")
+
+
+def test_a_field_first_set_after_tens_of_thousands_of_rows_loads(serve, tmp_path):
+    """A sparse field, set on one company in 30,000 and last in the load, gets its column and
+    its value (the source leaves unset values out of its rows)."""
+    n = 30_000
+    account = SandboxAccount.generate(seed=43, scale=0.01, counts={"companies": n})
+    last = max(account.snapshot("companies"), key=lambda r: (r["date_created"], r["id"]))
+    for record in account.snapshot("companies"):
+        if record["id"] != last["id"]:
+            account.tables["companies"].put({**record, "primary_contact_id": None})
+    account.tables["companies"].put({**last, "primary_contact_id": 27000001})
+    with serve(account) as running:
+        loader = Loader(tmp_path, running)
+        loader.run(entities=["companies"])
+        assert_warehouse_equals(loader, "companies")
+        sql = "select id from {dataset}.companies where primary_contact_id = 27000001"
+        rows = loader.query(sql)
+        assert rows == [{"id": last["id"]}]

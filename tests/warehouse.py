@@ -13,6 +13,7 @@ import dlt
 from copper import copper_source
 from copper_sandbox import RunningSandbox
 from pipelines.runner import LOADER_FORMAT
+from pipelines.tuning import tuned_for_throughput
 
 ENTITY_FIELDS = {
     "people": ("name", "title", "assignee_id", "company_id"),
@@ -59,7 +60,8 @@ class Loader:
 
     def run(self, **options: Any):
         file_format = LOADER_FORMAT.get(self.pipeline.destination.destination_type.split(".")[-1])
-        info = self.pipeline.run(self.source(**options), loader_file_format=file_format)
+        with tuned_for_throughput():  # as copper-pipeline runs
+            info = self.pipeline.run(self.source(**options), loader_file_format=file_format)
         info.raise_on_failed_jobs()
         return info
 

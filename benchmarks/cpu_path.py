@@ -130,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--profile", action="store_true", help="pyinstrument the pipeline")
-    parser.add_argument("--format", default="jsonl", help="dlt loader file format for DuckDB")
+    parser.add_argument("--format", default="parquet", help="dlt loader file format for DuckDB")
     parser.add_argument("--postgres", action="store_true", help="load a local PostgreSQL instead")
     parser.add_argument(
         "--untuned", action="store_true", help="without pipelines.tuning (dlt's defaults)"

@@ -23,6 +23,7 @@ import dlt
 from copper import ClientStats, copper_source
 from copper.settings import ENTITIES
 from copper_sandbox import serve_in_subprocess
+from pipelines.runner import LOADER_FORMAT
 from pipelines.tuning import tuned_for_throughput
 
 PAGE = 200
@@ -44,7 +45,7 @@ def run_once(running, k: float, root: Path, name: str) -> tuple[ClientStats, flo
         rate_limit_window=60 / k,
         stats=stats,
     )
-    pipeline.extract(source, loader_file_format="jsonl")
+    pipeline.extract(source, loader_file_format=LOADER_FORMAT["duckdb"])
     starts = [e.started for e in stats.entities.values() if e.started]
     ends = [e.finished for e in stats.entities.values() if e.finished]
     seconds = max(ends) - min(starts)

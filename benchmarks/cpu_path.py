@@ -32,13 +32,13 @@ def one_run(
 ) -> dict:
     """Load an account of about `records` records; figures as a dict (run in a child)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from pipelines.tuning import tuned_for_throughput
+    from pipelines.tuning import DLT_SETTINGS, tuned_for_throughput
 
     with contextlib.ExitStack() as stack:
         if tuned:  # as copper-pipeline runs
             stack.enter_context(tuned_for_throughput())
         else:  # dlt's defaults but jsonl: the settings' effect, for the README
-            os.environ["NORMALIZE__WORKERS"] = str(min(4, os.cpu_count() or 1))
+            os.environ["NORMALIZE__WORKERS"] = DLT_SETTINGS["NORMALIZE__WORKERS"]
         if postgres:  # a throwaway local server, as the tests start one
             from tests.postgres import postgres_server
 

@@ -203,3 +203,13 @@ def test_a_value_cleared_in_copper_becomes_null_in_the_warehouse(serve, tmp_path
         row = next(r for r in loader.rows("people") if r["id"] == person["id"])
         assert (row["title"], row[column]) == (None, None)
         assert_warehouse_equals(loader, "people")
+
+
+def test_documented_reference_columns_exist_even_when_every_row_is_null(serve, tmp_path):
+    """`account.logo` and `custom_field_definitions.canonical_name` are typed up front: the
+    columns exist (dlt would otherwise drop them and warn) for queries that name them."""
+    with serve() as running:
+        loader = Loader(tmp_path, running)
+        loader.run(entities=["projects"])
+        assert loader.query("select logo from {dataset}.account") is not None
+        assert loader.query("select canonical_name from {dataset}.custom_field_definitions")

@@ -268,6 +268,4 @@ def _reference_hints(reference: Reference) -> dict[str, Any]:
     }
     if reference.primary_key:
         hints["primary_key"] = reference.primary_key
-    if reference.name == "activity_types":
-        hints["primary_key"] = ("category", "id")
     return hints

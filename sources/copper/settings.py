@@ -158,7 +158,7 @@ class Reference:
 
     name: str
     path: str
-    primary_key: str | None = "id"
+    primary_key: str | tuple[str, ...] | None = "id"
     method: str = "GET"
     # documented text fields often null in every row: typed up front, so the column exists
     # and dlt does not warn that it could not infer a type
@@ -177,6 +177,6 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("customer_sources", "/customer_sources"),
     Reference("loss_reasons", "/loss_reasons"),
     Reference("contact_types", "/contact_types"),
-    Reference("activity_types", "/activity_types"),
+    Reference("activity_types", "/activity_types", primary_key=("category", "id")),
     Reference("tags", "/tags", primary_key="name"),
 )

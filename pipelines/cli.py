@@ -4,6 +4,9 @@ copper-pipeline run [--destination duckdb|postgres] [--entities people,opportuni
                     [--start-date 2024-01-01] [--full-refresh] [--dbt]
 copper-pipeline check
 copper-pipeline demo
+copper-pipeline webhooks serve [--host 127.0.0.1] [--port 8088] [--certfile F --keyfile F]
+copper-pipeline webhooks subscribe --target https://... [--events update,delete]
+copper-pipeline webhooks list | remove [--target URL | --id N ...]
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo_p.add_argument("--scale", type=float, default=1.0, help="size of the simulated account")
     for p in (run_p, check_p, demo_p):
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+
+    from .webhooks import add_parser as add_webhooks_parser
+
+    add_webhooks_parser(sub, _warehouse_args)
     return parser
 
 
@@ -103,13 +110,18 @@ def main(argv: list[str] | None = None) -> int:
 
             print(check(options_from(args)))
             return 0
+        if args.command == "webhooks":
+            from .webhooks import command
+
+            return command(args)
         from .demo import demo
 
         return demo(args.duckdb_path, scale=args.scale)
     except RunError as exc:
         if verbose:
             traceback.print_exception(exc)
-        print(f"copper-pipeline {args.command}: error: {exc}", file=sys.stderr)
+        name = " ".join(filter(None, (args.command, getattr(args, "webhooks_command", None))))
+        print(f"copper-pipeline {name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if _is_usage(exc) else EXIT_FAILED
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -106,10 +106,14 @@ def make_app(
             if int(declared) > max_body:
                 return _error(413, f"body larger than {max_body} bytes")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body:
-                return _error(413, f"body larger than {max_body} bytes")
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body:
+                    return _error(413, f"body larger than {max_body} bytes")
+        except ClientDisconnect:
+            log.warning("webhook sender disconnected before its body ended; nothing stored")
+            return _error(400, "body incomplete")
         try:
             payload = orjson.loads(bytes(body))
         except orjson.JSONDecodeError:

@@ -242,7 +242,9 @@ class SQLiteInbox(Inbox):
             if not self.path.exists():
                 return False
             with contextlib.closing(
-                sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=self.timeout)
+                sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.timeout
+                )
             ) as con:
                 row = con.execute(
                     "select 1 from sqlite_master where type = 'table' and name = ?", (INBOX_TABLE,)
@@ -419,7 +421,7 @@ class PostgresInbox(Inbox):
             self._ensure(cur)
 
     def _exists(self, cur: Any) -> bool:
-        cur.execute("select to_regclass(%s)", (f'"{self.dataset}"."{INBOX_TABLE}"',))
+        cur.execute("select to_regclass(format('%%I.%%I', %s, %s))", (self.dataset, INBOX_TABLE))
         return cur.fetchone()[0] is not None
 
     def exists(self) -> bool:

@@ -8,6 +8,7 @@ events and re-fetches updated ids.
 
     POST /  (and POST /copper/webhooks)
         413  body larger than `max_body` (Content-Length, or the bytes actually sent)
+        408  body not received within `body_timeout` seconds
         400  not JSON, not an object, no `ids` list of integers, unknown `type` or `event`
         401  the subscription's secret field is missing or wrong; nothing is stored
         503  the inbox could not store it (logged)
@@ -22,6 +23,7 @@ compared in constant time. It is never logged, and secret fields are never store
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hmac
 import ipaddress
@@ -90,9 +92,14 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def make_app(
-    inbox_factory: InboxFactory, secret_field: str, secret: str, max_body: int = MAX_BODY
+    inbox_factory: InboxFactory,
+    secret_field: str,
+    secret: str,
+    max_body: int = MAX_BODY,
+    body_timeout: float = 30.0,
 ) -> Starlette:
-    """The receiver: an ASGI app storing verified notifications into `inbox_factory()`."""
+    """The receiver: an ASGI app storing verified notifications into `inbox_factory()`,
+    opened on the first notification (and again after a storage failure)."""
     check_secret_field(secret_field)
     check_secret(secret)
     expected = secret.encode()
@@ -107,13 +114,16 @@ def make_app(
                 return _error(413, f"body larger than {max_body} bytes")
         body = bytearray()
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_body:
-                    return _error(413, f"body larger than {max_body} bytes")
+            async with asyncio.timeout(body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > max_body:
+                        return _error(413, f"body larger than {max_body} bytes")
         except ClientDisconnect:
             log.warning("webhook sender disconnected before its body ended; nothing stored")
             return _error(400, "body incomplete")
+        except TimeoutError:
+            return _error(408, f"body not received within {body_timeout:g} seconds")
         try:
             payload = orjson.loads(bytes(body))
         except orjson.JSONDecodeError:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -424,3 +426,63 @@ def test_bad_input_is_a_one_line_usage_error(tmp_path, args, env, message):
     assert message in line
     assert SECRET not in result.stderr + result.stdout
     assert not list(tmp_path.glob("*.sqlite"))
+
+
+def test_a_body_that_never_ends_is_408(sqlite_path):
+    app = make_app(lambda: SQLiteInbox(sqlite_path), FIELD, SECRET, body_timeout=0.5)
+    with serve_app(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{"ids": [1')
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert post(url, notification()).status_code == 200  # the receiver carries on
+    assert len(pending(sqlite_path)) == 1
+
+
+def test_an_inbox_beside_a_relative_duckdb_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with Inbox.for_warehouse("duckdb", Path("copper_warehouse.duckdb"), "copper") as inbox:
+        assert not inbox.exists()
+        assert inbox.add(notification())
+    with Inbox.for_warehouse("duckdb", Path("copper_warehouse.duckdb"), "copper") as inbox:
+        assert inbox.exists() and len(inbox.pending()) == 1
+    assert (tmp_path / "copper_warehouse.duckdb.webhooks.sqlite").exists()
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+def test_serve_over_tls(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env["SOURCES__COPPER__WEBHOOK_SECRET"] = SECRET
+    args = ["--port", str(port), "--certfile", str(cert), "--keyfile", str(key)]
+    proc = subprocess.Popen(
+        [CLI, "webhooks", "serve", *args], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"https://127.0.0.1:{port}"
+    trusted = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "no TLS receiver"
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"{url}/health", verify=trusted, timeout=1)
+                break
+            time.sleep(0.1)
+        response = httpx.post(url, content=orjson.dumps(notification()), verify=trusted)
+        assert response.json() == {"stored": True}
+        with pytest.raises(httpx.TransportError):  # plain http is not served
+            httpx.post(f"http://127.0.0.1:{port}", content=b"{}", timeout=5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert "receiving Copper webhooks on https://127.0.0.1" in proc.stderr.read()
+    assert len(pending(tmp_path / "copper_warehouse.duckdb.webhooks.sqlite")) == 1

@@ -49,9 +49,15 @@ def check_target(target: str) -> str:
     try:
         parts = urlsplit(target)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
         parts, host = None, None
-    if parts is None or parts.scheme.lower() != "https" or not host:
+    if (
+        parts is None
+        or parts.scheme.lower() != "https"
+        or not host
+        or any(c.isspace() for c in target)
+    ):
         raise RunError(
             f"bad --target {target!r}: Copper only calls https:// URLs "
             "(e.g. https://hooks.example.com/copper/webhooks)"

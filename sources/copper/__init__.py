@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +22,13 @@ from dlt.sources import DltResource
 
 from .client import ClientStats, CopperAuthError, CopperClient, CopperError, Credentials
 from .custom_fields import CustomFieldPivot, column_names
+from .extract import DELETES, RECONCILE, RECONCILE_EVERY_HOURS, EntityExtraction, RunSettings
+from .reconcile import KnownRows
 from .settings import (
     BASE_URL,
     ENTITIES,
     ENTITY_BY_NAME,
+    ENTITY_BY_WEBHOOK_TYPE,
     MONEY,
     PAGE_SIZE,
     REFERENCES,
@@ -33,7 +36,8 @@ from .settings import (
     Entity,
     Reference,
 )
-from .windows import WindowError, WindowWalker, read_windows
+from .warehouse import DELETED_AT, live_rows, mark_deletions
+from .windows import WindowError
 
 __all__ = [
     "ClientStats",
@@ -42,11 +46,13 @@ __all__ = [
     "CopperError",
     "WindowError",
     "copper_source",
+    "mark_deletions",
 ]
 
 log = logging.getLogger("copper")
 STATE_COLUMNS = "custom_field_columns"
-PROGRESS_EVERY = 10.0  # seconds between progress lines of one entity
+WEBHOOK_SEQ = "webhook_seq"  # source state: the last inbox event applied
+WEBHOOK_EVENTS = "_copper_webhook_events"
 
 
 @dlt.source(name="copper", max_table_nesting=1)
@@ -66,6 +72,10 @@ def copper_source(
     request_timeout: float = 30.0,
     max_attempts: int = 8,
     max_backoff: float = 60.0,
+    deletes: str = "soft",
+    reconcile: str = "counts",
+    reconcile_every_hours: float = RECONCILE_EVERY_HOURS,
+    webhook_events: Sequence[Mapping[str, Any]] = (),
     stats: ClientStats | None = None,
 ) -> Iterator[DltResource]:
     """Every Copper entity (merged on id) and the reference tables (replaced each run).
@@ -86,6 +96,16 @@ def copper_source(
         request_timeout: seconds before a request that got no answer is retried.
         max_attempts: tries per request before the run fails (transient errors only).
         max_backoff: the longest wait between two tries, in seconds.
+        deletes: "soft" sets `_copper_deleted_at` on rows Copper no longer has (and logs them
+            in `_copper_deletions`); "hard" deletes them (dlt's `hard_delete` hint).
+        reconcile: how deletions are found: "counts" compares Copper's counts per range of
+            creation dates with the warehouse and re-lists only ranges that differ; "full"
+            re-lists every record; "off" never looks.
+        reconcile_every_hours: reconcile an entity only if its last reconciliation is at
+            least this old (0: every run; a first load needs none).
+        webhook_events: Copper webhook notifications received since the last run (dicts
+            with `type`, `event`, `ids`, `seq`...): the ids are re-read first, so deletes
+            and updates land without waiting for the reconciliation.
         stats: a `ClientStats` to fill with requests, 429s and records per entity, for
             callers that report on the run (the `copper-pipeline` summary does).
     """
@@ -94,6 +114,12 @@ def copper_source(
         raise ValueError(
             "requests_per_minute must be 1 or more and rate_limit_window positive, got "
             f"{requests_per_minute} and {rate_limit_window}"
+        )
+    if deletes not in DELETES or reconcile not in RECONCILE or reconcile_every_hours < 0:
+        raise ValueError(
+            f"deletes must be one of {DELETES}, reconcile one of {RECONCILE} and "
+            f"reconcile_every_hours 0 or more; got {deletes!r}, {reconcile!r}, "
+            f"{reconcile_every_hours!r}"
         )
     unknown = set(entities or ()) - set(ENTITY_BY_NAME)
     if unknown:
@@ -118,25 +144,84 @@ def copper_source(
     columns = column_names(definitions, frozen, reserved=standard)  # never shadow a field
     pivot = CustomFieldPivot(definitions, columns)
 
+    settings = RunSettings(
+        initial=initial,
+        run_start=run_start,
+        max_window_records=max_window_records,
+        window_workers=window_workers,
+        min_split_records=min_split_records,
+        deletes=deletes,
+        reconcile=reconcile,
+        reconcile_every_hours=reconcile_every_hours,
+    )
+    named = _webhook_ids(webhook_events)
     selected = [e for e in ENTITIES if not entities or e.name in entities]
     for entity in selected:
-        yield _entity_resource(
+        ids = named.get(entity.name, set())
+        extraction = EntityExtraction(
             entity,
             client,
             pivot,
-            initial=initial,
-            run_start=run_start,
+            settings,
             lookback_days=activity_lookback_days if entity.lookback_days else 0,
-            max_window_records=max_window_records,
-            window_workers=window_workers,
-            min_split_records=min_split_records,
+            expected=_warehouse_rows(entity) if reconcile != "off" or ids else KnownRows.empty(),
+            webhook_ids=ids,
         )
+        yield _entity_resource(entity, extraction, pivot, deletes)
+    if webhook_events:
+        yield _webhook_events_resource(webhook_events)
     for reference in REFERENCES:
         if reference.name == "custom_field_definitions":  # already read, for the pivot
             yield dlt.resource(definitions, name=reference.name, **_reference_hints(reference))
         else:
             yield _reference_resource(reference, client)
     yield _mapping_resource(pivot)
+
+
+def _warehouse_rows(entity: Entity) -> KnownRows:
+    """The live rows the active pipeline's warehouse holds, to reconcile against."""
+    try:
+        pipeline = dlt.current.pipeline()
+    except Exception:  # no pipeline (the source used on its own): nothing to compare with
+        return KnownRows.empty()
+    if pipeline.destination is None:
+        return KnownRows.empty()
+    return live_rows(pipeline, entity)
+
+
+def _webhook_ids(events: Sequence[Mapping[str, Any]]) -> dict[str, set[int]]:
+    """Ids named by webhook notifications, per entity."""
+    named: dict[str, set[int]] = {}
+    for event in events:
+        entity = ENTITY_BY_WEBHOOK_TYPE.get(str(event.get("type")))
+        ids = [i for i in event.get("ids") or () if isinstance(i, int)]
+        if entity is not None:
+            named.setdefault(entity.name, set()).update(ids)
+    return named
+
+
+def _webhook_events_resource(events: Sequence[Mapping[str, Any]]) -> DltResource:
+    """The notifications applied by this run, kept in `_copper_webhook_events`; the highest
+    `seq` is saved with the load, so a run reads only newer events from the inbox."""
+
+    def rows() -> Iterator[list[dict]]:
+        state = dlt.current.source_state()
+        seqs = [e["seq"] for e in events if isinstance(e.get("seq"), int)]
+        if seqs:
+            state[WEBHOOK_SEQ] = max(max(seqs), state.get(WEBHOOK_SEQ, 0))
+        yield [{k: v for k, v in e.items() if v is not None} for e in events]
+
+    return dlt.resource(
+        rows,
+        name=WEBHOOK_EVENTS,
+        write_disposition="append",
+        columns={
+            "seq": {"data_type": "bigint"},
+            "received_at": {"data_type": "timestamp"},
+            "ids": {"data_type": "json"},
+            "updated_attributes": {"data_type": "json"},
+        },
+    )
 
 
 def _mapping_resource(pivot: CustomFieldPivot) -> DltResource:
@@ -162,16 +247,7 @@ def _start_timestamp(start_date: str | None) -> int:
 
 
 def _entity_resource(
-    entity: Entity,
-    client: CopperClient,
-    pivot: CustomFieldPivot,
-    *,
-    initial: int,
-    run_start: int,
-    lookback_days: int,
-    max_window_records: int,
-    window_workers: int,
-    min_split_records: int,
+    entity: Entity, extraction: EntityExtraction, pivot: CustomFieldPivot, deletes: str
 ) -> DltResource:
     columns: dict[str, Any] = {c: {"data_type": t} for c, t in entity.columns.items()}
     columns.update({c: {"data_type": "timestamp"} for c in entity.timestamps})
@@ -183,33 +259,14 @@ def _entity_resource(
     if entity.has_custom_fields:
         columns["custom_fields"] = {"data_type": "json"}
         columns.update(pivot.column_hints(entity.record_type))
-    lag = lookback_days * 86_400 or None
+    columns[DELETED_AT] = {"data_type": "timestamp", "nullable": True}
+    if deletes == "hard":
+        columns[DELETED_AT]["hard_delete"] = True
 
-    def records(
-        cursor: dlt.sources.incremental[int] = dlt.sources.incremental(  # noqa: B008
-            entity.cursor, initial_value=initial, primary_key=(), lag=lag
-        ),
-    ) -> Iterator[list[dict]]:
+    def records() -> Iterator[Any]:
         if entity.has_custom_fields:
             dlt.current.source_state()[STATE_COLUMNS] = pivot.columns
-        lo = int(cursor.start_value if cursor.start_value is not None else initial)
-        if lo > run_start:
-            return
-        walker = WindowWalker(entity, lambda body, ctx: client.search(entity.name, body, ctx))
-        planned = walker.plan(lo, run_start, max_window_records)
-        log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
-        count, last_report = 0, time.monotonic()
-        spare = client.budget.has_spare_capacity
-        for page in read_windows(walker, planned, window_workers, spare, min_split_records):
-            if entity.has_custom_fields:
-                for record in page:
-                    pivot.pivot(record, entity.record_type)
-            count += len(page)
-            yield page
-            if time.monotonic() - last_report > PROGRESS_EVERY:
-                last_report = time.monotonic()
-                log.info("%s: %s records so far", entity.name, f"{count:,}")
-        log.info("%s: %s records read", entity.name, f"{count:,}")
+        yield from extraction.pages(dlt.current.resource_state(entity.name))
 
     resource = dlt.resource(
         records,
@@ -219,9 +276,7 @@ def _entity_resource(
         columns=columns,
         parallelized=True,
     )
-    # steps: [records, incremental]; insert after the incremental, which works on epoch ints
-    # (a plain add_map would place itself before it)
-    return resource.add_map(_dlt_row(entity.timestamps), insert_at=2)
+    return resource.add_map(_dlt_row(entity.timestamps))
 
 
 def _dlt_row(fields: tuple[str, ...]) -> Callable[[dict], dict]:

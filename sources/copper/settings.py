@@ -10,6 +10,8 @@ PAGE_SIZE = 200  # Copper's maximum page_size
 SEARCH_CAP = 100_000  # only the first 100,000 matches of one search are reachable
 REQUESTS_PER_MINUTE = 180  # per account, in any rolling 60 s
 ACTIVITY_LOOKBACK_DAYS = 30
+LATEST = 253_402_300_799  # 9999-12-31 23:59:59 UTC: the end of an open cursor range
+WEBHOOK_TYPES = {"activities": "activity_log"}  # Copper's webhook `type`, if not record_type
 
 
 ADDRESS = {f"address__{k}": "text" for k in ("street", "city", "state", "postal_code", "country")}
@@ -39,9 +41,12 @@ class Entity:
         ("date_created", "created_date"),
         ("date_modified", "modified_date"),
     )
+    # the immutable key deletions are reconciled by (field, filter stem): counts per range
+    reconcile_key: tuple[str, str] = ("date_created", "created_date")
     extra_body: dict = field(default_factory=dict)  # fixed search fields
     timestamps: tuple[str, ...] = ("date_created", "date_modified")
     has_custom_fields: bool = True
+    future_dated: bool = False  # cursor values may lie ahead of the run (meetings to come)
     lookback_days: int = 0  # re-read this much before the cursor every run
     money: tuple[str, ...] = ()  # numbers Copper sends as int or float: typed decimal up front
     columns: dict[str, str] = field(default_factory=_columns)  # documented field -> dlt type
@@ -131,6 +136,10 @@ ENTITIES: tuple[Entity, ...] = (
         cursor="activity_date",
         cursor_filter="activity_date",
         walk=(("activity_date", "activity_date"), ("date_created", "created_date")),
+        # Copper documents activity_date as the activities' filter; it can be edited, which
+        # the reconciliation survives (an id is deleted only if no listing of the run has it)
+        reconcile_key=("activity_date", "activity_date"),
+        future_dated=True,
         timestamps=("date_created", "date_modified", "activity_date"),
         has_custom_fields=False,
         lookback_days=ACTIVITY_LOOKBACK_DAYS,
@@ -150,6 +159,7 @@ ENTITIES: tuple[Entity, ...] = (
     ),
 )
 ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
+ENTITY_BY_WEBHOOK_TYPE = {WEBHOOK_TYPES.get(e.name, e.record_type): e for e in ENTITIES}
 
 
 @dataclass(frozen=True)

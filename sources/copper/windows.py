@@ -104,35 +104,51 @@ class Stretch:
 class WindowWalker:
     """Reads one entity's windows through a `search(body, context)` function."""
 
-    def __init__(self, entity: Entity, search: Search, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self, entity: Entity, search: Search, page_size: int = PAGE_SIZE, label: str = "window"
+    ) -> None:
         self.entity = entity
         self.search = search
         self.page_size = page_size
+        self.label = label  # names the walk in errors: "people window ..., page 3"
         self.levels = entity.walk
         self._warned_ignored = False
 
     # -- planning ----------------------------------------------------------------------------
-    def plan(self, lo: int, hi: int, max_records: int) -> list[PlannedWindow]:
+    def probe(self, window: Window) -> PlannedWindow:
+        """Page 1 of a window's walk, with X-PW-TOTAL: counts the window and starts its walk."""
+        body = self._body(0, None, None, self._bounds(window), 1)
+        rows, total = self.search(body, self._context(window, "probe"))
+        return PlannedWindow(window, rows, total)
+
+    def plan(
+        self, lo: int, hi: int, max_records: int, split_at: int | None = None
+    ) -> list[PlannedWindow]:
         """Bisect [lo, hi] until each window's X-PW-TOTAL is at most `max_records`.
 
-        Each probe is page 1 of its window's walk, so an unsplit window wastes nothing.
+        Each probe is page 1 of its window's walk, so an unsplit window wastes nothing. A
+        window that must be split and holds `split_at` is split there first (activities:
+        the run's start, past which only future-dated activities lie).
         """
         max_records = min(max_records, SEARCH_CAP - 1)
         planned, stack = [], [Window(lo, hi)]
         while stack:
             window = stack.pop()
-            body = self._body(0, None, None, self._bounds(window), 1)
-            rows, total = self.search(body, self._context(window, "probe"))
+            probe = self.probe(window)
+            rows, total = probe.first_page, probe.total
             fits = total is None or total <= max_records or len(rows) < self.page_size
             if fits or window.lo >= window.hi:
-                planned.append(PlannedWindow(window, rows, total))
+                planned.append(probe)
+                continue
+            if split_at is not None and window.lo <= split_at < window.hi:
+                stack += [Window(split_at + 1, window.hi), Window(window.lo, split_at)]
                 continue
             # nothing in the window is older than its first row's walk key (the cursor itself,
             # or date_created, which never exceeds date_modified): no empty halves to probe
             first = rows[0].get(self.levels[0][0])
             lo = max(window.lo, first) if isinstance(first, int) else window.lo
             if lo >= window.hi:
-                planned.append(PlannedWindow(window, rows, total))
+                planned.append(probe)
                 continue
             window = Window(lo, window.hi) if lo > window.lo else window
             mid = window.lo + (window.hi - window.lo) // 2
@@ -338,7 +354,7 @@ class WindowWalker:
             )
 
     def _context(self, window: Window, detail: str) -> str:
-        return f"{self.entity.name} window {window}, {detail}"
+        return f"{self.entity.name} {self.label} {window}, {detail}"
 
 
 _DONE = object()

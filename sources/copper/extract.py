@@ -1,0 +1,240 @@
+"""One entity's extraction in a run: the incremental walk, webhook hints, reconciliation.
+
+    cursor windows -> pages of changed records            (the cursor moves only at the end)
+    webhook ids    -> those records re-read; absent ones deleted
+    reconciliation -> records missing or stale here; deleted ones
+
+Deletions leave as rows of the `_copper_deletions` log and, with hard deletes, as marker rows
+that dlt's `hard_delete` hint turns into deletes. The cursor is saved in the resource state
+only after every page was handed over, so it never passes data that did not land.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+
+from .client import CopperClient, CopperError
+from .custom_fields import CustomFieldPivot
+from .reconcile import KnownRows, Reconciler, RowLog
+from .settings import LATEST, PAGE_SIZE, Entity
+from .warehouse import DELETED_AT, DELETION_COLUMNS, DELETIONS
+from .windows import WindowWalker, read_windows
+
+log = logging.getLogger("copper")
+PROGRESS_EVERY = 10.0  # seconds between progress lines of one entity
+DELETES = ("soft", "hard")
+RECONCILE = ("counts", "full", "off")
+# reconciling costs one count per entity when nothing was deleted: 7 requests, a third of a
+# no-change run's 20, so by default it runs twice a day (benchmarks/README.md has the figures)
+RECONCILE_EVERY_HOURS = 12.0
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every entity of one run shares."""
+
+    initial: int  # start_date: nothing modified before it on a first load
+    run_start: int  # the run's "as of": windows end here
+    max_window_records: int
+    window_workers: int
+    min_split_records: int
+    deletes: str = "soft"  # soft: `_copper_deleted_at` set; hard: rows deleted
+    reconcile: str = "counts"  # counts | full (every id re-listed) | off
+    reconcile_every_hours: float = RECONCILE_EVERY_HOURS  # 0: every run
+
+
+class EntityExtraction:
+    """Pages for one entity's dlt resource; `state` is its resource state."""
+
+    def __init__(
+        self,
+        entity: Entity,
+        client: CopperClient,
+        pivot: CustomFieldPivot,
+        settings: RunSettings,
+        *,
+        lookback_days: int,
+        expected: KnownRows,
+        webhook_ids: Iterable[int] = (),
+    ) -> None:
+        self.entity, self.client, self.pivot, self.settings = entity, client, pivot, settings
+        self.lookback = lookback_days * 86_400
+        self.expected = expected
+        self.webhook_ids = sorted(set(webhook_ids))
+
+    def search(self, body: dict, context: str) -> tuple[list[dict], int | None]:
+        return self.client.search(self.entity.name, body, context)
+
+    def pages(self, state: MutableMapping[str, Any]) -> Iterator[Any]:
+        cursor = saved_cursor(state, self.entity)
+        seen = RowLog(self.entity.reconcile_key[0])
+        newest = yield from self._walk(cursor, seen)
+        known = self.expected.updated_by(seen.rows())
+        if self.webhook_ids:
+            known = yield from self._apply_webhooks(known)
+        if cursor is None and self.settings.reconcile != "full":
+            state["reconciled_at"] = self.settings.run_start  # a first load is a full listing
+        elif self._reconcile_due(state):
+            yield from self._reconcile(known)
+            state["reconciled_at"] = self.settings.run_start
+        if newest is not None and (cursor is None or newest > cursor):
+            state["cursor"] = newest
+
+    # -- the incremental walk ----------------------------------------------------------------
+    def _walk(self, cursor: int | None, seen: RowLog) -> Iterator[list[dict]]:
+        """Records changed since the cursor; returns the newest cursor value read."""
+        s, entity = self.settings, self.entity
+        lo = s.initial if cursor is None else max(s.initial, cursor - self.lookback)
+        # future-dated records (activities) are read too, but never move the cursor past
+        # the run's start: an activity logged later with an earlier date is still found
+        hi = LATEST if entity.future_dated else s.run_start
+        if lo > hi:
+            return None
+        walker = WindowWalker(entity, self.search)
+        split_at = s.run_start if entity.future_dated else None
+        planned = walker.plan(lo, hi, s.max_window_records, split_at=split_at)
+        log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
+        newest, count, last_report = None, 0, time.monotonic()
+        spare = self.client.budget.has_spare_capacity
+        for page in read_windows(walker, planned, s.window_workers, spare, s.min_split_records):
+            seen.add(page)
+            values = [v for r in page if isinstance(v := r.get(entity.cursor), int)]
+            values = [v for v in values if v <= s.run_start]
+            if values and (newest is None or max(values) > newest):
+                newest = max(values)
+            count += len(page)
+            yield self._prepared(page)
+            if time.monotonic() - last_report > PROGRESS_EVERY:
+                last_report = time.monotonic()
+                log.info("%s: %s records so far", entity.name, f"{count:,}")
+        log.info("%s: %s records read", entity.name, f"{count:,}")
+        return newest
+
+    def _prepared(self, records: list[dict]) -> list[dict]:
+        if self.entity.has_custom_fields:
+            for record in records:
+                self.pivot.pivot(record, self.entity.record_type)
+        return records
+
+    # -- webhooks ------------------------------------------------------------------------------
+    def _apply_webhooks(self, known: KnownRows) -> Iterator[Any]:
+        """Re-read the ids webhooks named: present ones are upserted, absent ones deleted."""
+        found = self._fetch_ids(self.webhook_ids)
+        if found is None:
+            return known
+        present = {r["id"] for r in found}
+        live = dict(zip(known.ids.tolist(), known.modified.tolist(), strict=True))
+        changed = [r for r in found if live.get(r["id"]) != r.get("date_modified")]
+        deleted = [i for i in self.webhook_ids if i not in present and i in live]
+        log.info("%s: webhooks named %d id(s): %d changed, %d deleted", self.entity.name,
+                 len(self.webhook_ids), len(changed), len(deleted))  # fmt: skip
+        if changed:
+            yield self._prepared(changed)
+        yield from self._deleted(deleted, live, "webhook")
+        log_rows = RowLog(self.entity.reconcile_key[0])
+        log_rows.add(changed)
+        return known.where(~_isin(known.ids, deleted)).updated_by(log_rows.rows())
+
+    def _fetch_ids(self, ids: list[int]) -> list[dict] | None:
+        """The records of `ids` that exist. Copper documents an `ids` search filter for every
+        entity but activities, which are read one by one (404: gone)."""
+        entity, found = self.entity, []
+        if entity.name == "activities":
+            for record_id in ids:
+                try:
+                    found.append(self.client.get(f"/activities/{record_id}",
+                                                 context="webhook check"))  # fmt: skip
+                except CopperError as exc:
+                    if exc.status != 404:
+                        raise
+            return found
+        for start in range(0, len(ids), PAGE_SIZE):
+            chunk = ids[start : start + PAGE_SIZE]
+            body = {**entity.extra_body, "ids": chunk, "page_size": PAGE_SIZE, "page_number": 1}
+            rows, _ = self.search(body, f"webhook ids {chunk[0]}..{chunk[-1]}")
+            if not {r["id"] for r in rows} <= set(chunk):
+                log.warning("%s: Copper ignored the ids filter; webhook events left to the "
+                            "reconciliation", entity.name)  # fmt: skip
+                return None
+            found += rows
+        return found
+
+    # -- reconciliation ------------------------------------------------------------------------
+    def _reconcile_due(self, state: MutableMapping[str, Any]) -> bool:
+        s = self.settings
+        if s.reconcile == "off":
+            return False
+        last = state.get("reconciled_at")
+        # 90% of the interval: a daily cron with a 24 h interval reconciles every day, even
+        # when a run starts a few seconds earlier than the one before
+        return s.reconcile == "full" or not isinstance(last, int) or (
+            s.run_start - last >= s.reconcile_every_hours * 3600 * 0.9
+        )  # fmt: skip
+
+    def _reconcile(self, known: KnownRows) -> Iterator[Any]:
+        s, entity = self.settings, self.entity
+        future = entity.reconcile_key[0] == entity.cursor and entity.future_dated
+        reconciler = Reconciler(
+            entity,
+            self.search,
+            known,
+            hi=LATEST if future else s.run_start,
+            workers=s.window_workers,
+            lo=s.initial if entity.reconcile_key[0] == entity.cursor else 0,
+            min_modified=s.initial,
+        )
+        started = time.monotonic()
+        outcome = reconciler.run(full=s.reconcile == "full")
+        log.info("%s: reconciled in %.1fs: %s listed, %d missing or stale, %d deleted",
+                 entity.name, time.monotonic() - started, f"{outcome.listed:,}",
+                 len(outcome.changed), len(outcome.deleted))  # fmt: skip
+        if outcome.changed:
+            yield self._prepared(outcome.changed)
+        live = dict(zip(known.ids.tolist(), known.modified.tolist(), strict=True))
+        yield from self._deleted(outcome.deleted, live, "full sweep" if s.reconcile == "full"
+                                 else "reconciliation")  # fmt: skip
+
+    # -- deletions -----------------------------------------------------------------------------
+    def _deleted(self, ids: list[int], modified: dict[int, int], how: str) -> Iterator[Any]:
+        if not ids:
+            return
+        now = datetime.now(UTC)
+        rows = [{"entity": self.entity.name, "id": i, "detected_at": now, "detected_by": how}
+                for i in ids]  # fmt: skip
+        yield dlt.mark.with_hints(rows, DELETION_HINTS, create_table_variant=True)
+        if self.settings.deletes == "hard":
+            # a marker outranks any copy of the record in this load (dedup_sort on
+            # date_modified, descending), then dlt deletes the row and its child rows
+            stamp = int(now.timestamp())
+            yield [{"id": i, "date_modified": max(stamp, modified.get(i, 0) + 1), DELETED_AT: now}
+                   for i in ids]  # fmt: skip
+
+
+DELETION_HINTS = dlt.mark.make_hints(
+    table_name=DELETIONS,
+    write_disposition="append",
+    primary_key=(),
+    merge_key=(),
+    columns=DELETION_COLUMNS,
+)
+
+
+def saved_cursor(state: MutableMapping[str, Any], entity: Entity) -> int | None:
+    """The cursor of earlier runs: ours, or where dlt's incremental (used before) left it."""
+    if isinstance(state.get("cursor"), int):
+        return state["cursor"]
+    legacy = state.get("incremental", {}).get(entity.cursor, {}).get("last_value")
+    return int(legacy) if isinstance(legacy, int | float) else None
+
+
+def _isin(ids: Any, values: list[int]) -> Any:
+    import numpy as np
+
+    return np.isin(ids, np.asarray(values, dtype=np.int64))

@@ -1,16 +1,20 @@
 """One simulated Copper account: its records, reference data, clock, and the mutation API.
 
 Every method is thread-safe (one lock per account), so tests can mutate the account from their
-own thread while the HTTP server answers the pipeline from another.
+own thread while the HTTP server answers the pipeline from another. Every record mutation is
+announced to `listeners` as a `Change` (webhook delivery listens), under the account's lock.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,8 +38,25 @@ DATA_TYPES = (
 )  # fmt: skip
 
 
+log = logging.getLogger(__name__)
+
+
 class NotFound(KeyError):
     """No such record or definition (HTTP 404)."""
+
+
+class InvalidInput(ValueError):
+    """A request Copper would refuse as invalid (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One record mutation: event is "new", "update" or "delete" (Copper's webhook events)."""
+
+    entity: str
+    event: str
+    ids: tuple[int, ...]
+    updated_attributes: dict | None = None  # update only: {field: [old, new]}
 
 
 class Clock:
@@ -70,7 +91,10 @@ class SandboxAccount:
         self.loss_reasons = data.loss_reasons
         self.contact_types = data.contact_types
         self.activity_types = data.activity_types
-        self.webhooks: list[dict] = []
+        self.webhooks: list[dict] = []  # webhook subscriptions (see webhooks.py)
+        self.listeners: list[Callable[[Change], None]] = []
+        self.deletions: dict[str, list[dict]] = {e: [] for e in ENTITIES}  # id, deleted_at, source
+        self._graveyard: dict[str, dict[int, dict]] = {e: {} for e in ENTITIES}
         self.definitions: dict[int, dict] = {d["id"]: d for d in data.custom_field_definitions}
         self._next_ids = dict(data.next_ids)
         self.tables: dict[str, EntityTable] = {}
@@ -137,12 +161,23 @@ class SandboxAccount:
         return next((u for u in self.users if u["email"].lower() == email.lower()), None)
 
     # -- record mutations ------------------------------------------------------------------
-    def create(self, entity: str, fields: dict) -> dict:
-        """Create a record; ids and dates are assigned like Copper does."""
+    def create(self, entity: str, fields: dict, record_id: int | None = None) -> dict:
+        """Create a record; ids and dates are assigned like Copper does.
+
+        `record_id` (sandbox only) re-creates a record under an id that is not present, e.g. a
+        deleted one: real Copper never does that, a recreated record gets a new id there.
+        """
         with self.lock:
+            table = self._table(entity)
+            if record_id is None:
+                record_id = self._new_id(entity)
+            elif record_id in table.records:
+                raise InvalidInput(f"{ENTITY_TYPE[entity]} {record_id} already exists")
+            else:
+                self._next_ids[entity] = max(self._next_ids.get(entity, 1), record_id + 1)
             now = self.clock.now()
             record = _copy(fields)
-            record["id"] = self._new_id(entity)
+            record["id"] = record_id
             record.setdefault("date_created", now)
             record["date_modified"] = now
             if entity != "activities":
@@ -150,11 +185,18 @@ class SandboxAccount:
                 record["custom_fields"] = self._merge_custom_fields(
                     entity, [], record.get("custom_fields") or []
                 )
-            self._table(entity).put(record)
+            table.put(record)
+            self._emit(entity, "new", record_id)
             return _copy(record)
 
-    def update(self, entity: str, record_id: int, fields: dict) -> dict:
-        """Change fields of a record and bump its date_modified to the account clock."""
+    def update(
+        self, entity: str, record_id: int, fields: dict, *, notify: bool | None = None
+    ) -> dict:
+        """Change fields of a record and bump its date_modified to the account clock.
+
+        Announced as an "update" when a field other than date_modified changed (notify=None),
+        always (True: a user's edit the sandbox does not model) or never (False).
+        """
         with self.lock:
             old = self.get(entity, record_id)
             record = {**old, **_copy(fields), "id": record_id}
@@ -164,18 +206,57 @@ class SandboxAccount:
                 )
             record["date_modified"] = self.clock.now()
             self._table(entity).put(record)
+            changed = _changed_attributes(old, record)
+            if notify or (notify is None and changed):
+                self._emit(entity, "update", record_id, changed)
             return _copy(record)
 
-    def delete(self, entity: str, record_id: int) -> dict:
+    def delete(self, entity: str, record_id: int, source: str = "admin") -> dict:
+        """Remove a record (`source` says who: admin, api, chaos); its last copy is kept."""
         with self.lock:
             record = self._table(entity).remove(record_id)
             if record is None:
                 raise NotFound(f"{ENTITY_TYPE[entity]} {record_id} not found")
+            self._graveyard[entity][record_id] = record
+            self.deletions[entity].append(
+                {"id": record_id, "deleted_at": self.clock.now(), "source": source}
+            )
+            self._emit(entity, "delete", record_id)
             return {"id": record_id, "is_deleted": True}
 
-    def convert_lead(self, lead_id: int) -> dict:
-        """Mark a lead converted: it leaves default lead searches, as in Copper."""
-        return self.update("leads", lead_id, {"converted_timestamp": self.clock.now()})
+    def restore(self, entity: str, record_id: int) -> dict:
+        """Put back the last deleted copy of a record under its original id, modified now.
+
+        Sandbox only, to test "deleted, then back": real Copper gives a recreated record a new
+        id. Announced as a "new" record.
+        """
+        with self.lock:
+            table = self._table(entity)
+            if record_id in table.records:
+                raise InvalidInput(f"{ENTITY_TYPE[entity]} {record_id} is not deleted")
+            record = self._graveyard[entity].pop(record_id, None)
+            if record is None:
+                raise NotFound(f"no deleted {ENTITY_TYPE[entity]} {record_id} to restore")
+            record = {**record, "date_modified": self.clock.now()}
+            if entity != "activities":
+                record["custom_fields"] = self._merge_custom_fields(
+                    entity, record.get("custom_fields") or [], []
+                )
+            table.put(record)
+            self._emit(entity, "new", record_id)
+            return _copy(record)
+
+    def convert_lead(self, lead_id: int, fields: dict | None = None) -> dict:
+        """Mark a lead converted (plus `fields`): it leaves default lead searches, as in Copper.
+
+        Only the mark; `convert.convert_lead` is the whole documented conversion. Copper
+        removes a converted lead, so webhooks hear a lead "delete".
+        """
+        with self.lock:
+            mark = {"converted_timestamp": self.clock.now(), **(fields or {})}
+            lead = self.update("leads", lead_id, mark, notify=False)
+            self._emit("leads", "delete", lead_id)
+            return lead
 
     def add_activity(
         self,
@@ -212,7 +293,16 @@ class SandboxAccount:
                 return []
             ids = rng.sample(list(table.records), min(count, len(table.records)))
             for record_id in ids:
-                self.update(entity, record_id, {})
+                self.update(entity, record_id, {}, notify=True)
+            return ids
+
+    def delete_random(self, entity: str, count: int, rng: random.Random) -> list[int]:
+        """Concurrent users: delete `count` random records of an entity (source "chaos")."""
+        with self.lock:
+            table = self._table(entity)
+            ids = rng.sample(list(table.records), min(count, len(table.records)))
+            for record_id in ids:
+                self.delete(entity, record_id, source="chaos")
             return ids
 
     # -- custom field definitions ----------------------------------------------------------
@@ -279,6 +369,17 @@ class SandboxAccount:
             definition["options"] = [o for o in definition["options"] if o["id"] != option_id]
 
     # -- internals -------------------------------------------------------------------------
+    def _emit(self, entity: str, event: str, record_id: int, attrs: dict | None = None) -> None:
+        """Tell every listener; a failing listener never fails the mutation."""
+        if not self.listeners:
+            return
+        change = Change(entity, event, (record_id,), _copy(attrs) if event == "update" else None)
+        for listener in list(self.listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("sandbox change listener failed on %s", change)
+
     def _table(self, entity: str) -> EntityTable:
         try:
             return self.tables[entity]
@@ -296,6 +397,11 @@ class SandboxAccount:
             if option["id"] == option_id:
                 return option
         raise NotFound(f"option {option_id} of custom field {definition_id} not found")
+
+    def new_id(self, kind: str) -> int:
+        """The next id of a kind of object (an entity, "webhooks", ...)."""
+        with self.lock:
+            return self._new_id(kind)
 
     def _new_id(self, kind: str) -> int:
         self._next_ids[kind] = self._next_ids.get(kind, 1) + 1
@@ -330,6 +436,28 @@ class SandboxAccount:
                 record["custom_fields"] = [
                     {"custom_field_definition_id": i, "value": values.get(i)} for i in wanted
                 ]
+
+
+def _changed_attributes(old: dict, new: dict) -> dict:
+    """{field: [old, new]} of what changed, custom fields per definition id, as webhooks say."""
+    changed: dict[str, Any] = {}
+    for key in old.keys() | new.keys():
+        before, after = old.get(key), new.get(key)
+        if key == "date_modified" or before == after:
+            continue
+        if key == "custom_fields":
+            was = {cf["custom_field_definition_id"]: cf.get("value") for cf in before or []}
+            now = {cf["custom_field_definition_id"]: cf.get("value") for cf in after or []}
+            fields = {
+                str(i): [was.get(i), now.get(i)]
+                for i in sorted(was.keys() | now.keys())
+                if was.get(i) != now.get(i)
+            }
+            if fields:
+                changed[key] = fields
+        else:
+            changed[key] = [before, after]
+    return dict(sorted(changed.items()))
 
 
 def _is_converted(record: dict) -> bool:

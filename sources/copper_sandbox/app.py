@@ -3,6 +3,12 @@
 API routes pass through one gate (`Sandbox.api`): authentication, the rolling rate limit,
 latency and injected faults, then the handler. Admin routes need the admin token and are neither
 rate limited nor counted against the account.
+
+Records can be deleted (DELETE /{entity}/{id}) where Copper documents it: people, companies,
+leads, opportunities and tasks; projects and activities only over the admin routes. Leads convert
+(POST /leads/{id}/convert, see convert.py); webhook subscriptions live under /webhooks
+(webhooks.py) and every record change is delivered to them (delivery.py). Call `close()` (the
+servers in server.py do) to stop webhook delivery.
 """
 
 from __future__ import annotations
@@ -22,14 +28,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .account import ENTITY_TYPE, NotFound, SandboxAccount
+from . import webhooks
+from .account import ENTITY_TYPE, InvalidInput, NotFound, SandboxAccount
 from .chaos import Chaos, SandboxConfig
+from .convert import convert_lead
+from .delivery import Notifier
 from .generator import ENTITIES
 from .store import SearchError
 
 API_PREFIX = "/developer_api/v1"
 ADMIN_HEADER = "X-Sandbox-Admin-Token"
 Handler = Callable[[Request], Awaitable[Response]]
+DELETABLE = ("people", "companies", "leads", "opportunities", "tasks")  # Copper documents DELETE
 
 
 def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
@@ -111,7 +121,16 @@ class Sandbox:
         self.access_tokens = access_tokens
         self.admin_token = admin_token or secrets.token_urlsafe(16)
         self.stats = Stats()
+        self.notifier = Notifier(account, self.config)
         self.app = self._build_app()
+
+    def open(self) -> None:
+        """(Re)start webhook delivery: servers call it before serving."""
+        self.notifier.start()
+
+    def close(self) -> None:
+        """Stop webhook delivery (its threads) and stop hearing the account's changes."""
+        self.notifier.close()
 
     # -- the gate every API request passes ---------------------------------------------------
     def api(self, method: str, path: str, handler: Handler) -> Route:
@@ -144,7 +163,7 @@ class Sandbox:
             response = await handler(request)
         except NotFound as exc:
             return error(404, str(exc.args[0])), 0
-        except SearchError as exc:
+        except (SearchError, InvalidInput) as exc:
             return error(422, str(exc)), 0
         except orjson.JSONDecodeError:
             return error(400, "Request body is not valid JSON"), 0
@@ -187,6 +206,9 @@ class Sandbox:
         edits = self.chaos.edits_before_search()
         if edits:
             self.account.touch_random(entity, edits, self.chaos.rng)
+        deletes = self.chaos.deletes_before_search()
+        if deletes:
+            self.account.delete_random(entity, deletes, self.chaos.rng)
         ignored = tuple(self.config.ignored_filters.get(entity, ()))
         page = self.account.search(entity, body, ignored)
         request.state.records = len(page.records)
@@ -196,6 +218,30 @@ class Sandbox:
     async def get_record(self, request: Request) -> Response:
         entity = request.url.path.removeprefix(API_PREFIX + "/").split("/")[0]
         return json_response(self.account.get(entity, _int_param(request, "id")))
+
+    async def delete_record(self, request: Request) -> Response:
+        entity = request.url.path.removeprefix(API_PREFIX + "/").split("/")[0]
+        return json_response(self.account.delete(entity, _int_param(request, "id"), "api"))
+
+    async def convert(self, request: Request) -> Response:
+        body = await _body(request)
+        return json_response(convert_lead(self.account, _int_param(request, "id"), body))
+
+    async def webhooks_list(self, _request: Request) -> Response:
+        with self.account.lock:
+            return json_response(self.account.webhooks)
+
+    async def webhooks_create(self, request: Request) -> Response:
+        return json_response(webhooks.create_subscription(self.account, await _body(request)))
+
+    async def webhook(self, request: Request) -> Response:
+        account, subscription_id = self.account, _int_param(request, "id")
+        if request.method == "GET":
+            return json_response(webhooks.get_subscription(account, subscription_id))
+        if request.method == "PUT":
+            body = await _body(request)
+            return json_response(webhooks.update_subscription(account, subscription_id, body))
+        return json_response(webhooks.delete_subscription(account, subscription_id))
 
     async def users_search(self, request: Request) -> Response:
         body = await _body(request)
@@ -246,10 +292,18 @@ class Sandbox:
 
     # -- admin handlers ----------------------------------------------------------------------
     async def admin_stats(self, _request: Request) -> Response:
-        return json_response(self.stats.as_dict())
+        with self.account.lock:
+            deleted = {
+                e: dict(Counter(d["source"] for d in rows))
+                for e, rows in self.account.deletions.items()
+                if rows
+            }
+        extra = {"webhooks": self.notifier.stats(), "deleted": deleted}
+        return json_response(self.stats.as_dict() | extra)
 
     async def admin_stats_reset(self, _request: Request) -> Response:
         self.stats.reset()
+        self.notifier.reset_stats()
         return json_response({"reset": True})
 
     async def admin_config(self, request: Request) -> Response:
@@ -265,14 +319,38 @@ class Sandbox:
         if entity not in ENTITIES:
             raise NotFound(f"unknown entity {entity!r}")
         if request.method == "POST":
-            return json_response(self.account.create(entity, await _body(request)))
+            body = await _body(request)
+            explicit = body.pop("id", None)  # sandbox only: re-create under a chosen free id
+            record_id = None if explicit is None else int(explicit)
+            return json_response(self.account.create(entity, body, record_id))
         record_id = _int_param(request, "id")
         if request.method == "PUT":
             return json_response(self.account.update(entity, record_id, await _body(request)))
         return json_response(self.account.delete(entity, record_id))
 
+    async def admin_restore(self, request: Request) -> Response:
+        entity = request.path_params["entity"]
+        return json_response(self.account.restore(entity, _int_param(request, "id")))
+
+    async def admin_deleted(self, request: Request) -> Response:
+        """Deletions so far: [{id, deleted_at, source}], `?source=chaos|api|admin` filters."""
+        entity = request.path_params["entity"]
+        if entity not in ENTITIES:
+            raise NotFound(f"unknown entity {entity!r}")
+        source = request.query_params.get("source")
+        with self.account.lock:
+            rows = list(self.account.deletions[entity])
+        return json_response([r for r in rows if source is None or r["source"] == source])
+
+    async def admin_notifications(self, _request: Request) -> Response:
+        return json_response(self.notifier.notifications())
+
     async def admin_convert_lead(self, request: Request) -> Response:
-        return json_response(self.account.convert_lead(_int_param(request, "id")))
+        """Without a body: only mark the lead converted; with {"details": ...}: as Copper."""
+        lead_id, body = _int_param(request, "id"), await _body(request)
+        if "details" in body:
+            return json_response(convert_lead(self.account, lead_id, body))
+        return json_response(self.account.convert_lead(lead_id))
 
     async def admin_activity(self, request: Request) -> Response:
         body = await _body(request)
@@ -322,7 +400,12 @@ class Sandbox:
         a = self.account
         routes = [self.api("POST", f"/{e}/search", self.search) for e in ENTITIES]
         routes += [self.api("GET", f"/{e}/{{id:int}}", self.get_record) for e in ENTITIES]
+        routes += [self.api("DELETE", f"/{e}/{{id:int}}", self.delete_record) for e in DELETABLE]
         routes += [
+            self.api("POST", "/leads/{id:int}/convert", self.convert),
+            self.api("GET", "/webhooks", self.webhooks_list),
+            self.api("POST", "/webhooks", self.webhooks_create),
+            *(self.api(m, "/webhooks/{id:int}", self.webhook) for m in ("GET", "PUT", "DELETE")),
             self.api("POST", "/users/search", self.users_search),
             self.api("GET", "/users/{id}", self.user),
             self.api("GET", "/custom_field_definitions/{id:int}", self.custom_field_definition),
@@ -339,7 +422,6 @@ class Sandbox:
             "/contact_types": lambda: a.contact_types,
             "/activity_types": lambda: a.activity_types,
             "/tags": a.tags,
-            "/webhooks": lambda: a.webhooks,
         }
         routes += [self.api("GET", path, self._static(get)) for path, get in static.items()]
         admin = [
@@ -347,6 +429,9 @@ class Sandbox:
             ("/stats/reset", self.admin_stats_reset, ["POST"]),
             ("/records/{entity}", self.admin_records, ["POST"]),
             ("/records/{entity}/{id:int}", self.admin_records, ["PUT", "DELETE"]),
+            ("/records/{entity}/{id:int}/restore", self.admin_restore, ["POST"]),
+            ("/deleted/{entity}", self.admin_deleted, ["GET"]),
+            ("/webhooks/notifications", self.admin_notifications, ["GET"]),
             ("/leads/{id:int}/convert", self.admin_convert_lead, ["POST"]),
             ("/activities", self.admin_activity, ["POST"]),
             ("/custom_field_definitions", self.admin_definitions, ["POST"]),

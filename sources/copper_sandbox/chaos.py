@@ -1,4 +1,5 @@
-"""Everything hostile about a real Copper account: rate limit, latency, faults, concurrent edits.
+"""Everything hostile about a real Copper account: rate limit, latency, faults, concurrent edits
+and deletions, lossy webhooks.
 
 All of it is configuration (`SandboxConfig`), changeable at run time from Python or over the
 admin HTTP API, and all randomness comes from one seeded generator so a failing run replays.
@@ -28,8 +29,13 @@ class SandboxConfig:
     scripted_faults: dict[int, str] = field(default_factory=dict)  # K-th API request -> kind
     hang_seconds: float = 30.0  # how long a "hang" fault stalls before answering
     chaos_edits: float = 0.0  # expected random record edits before each search request
+    chaos_deletes: float = 0.0  # expected random deletions of the searched entity, per search
     total_inflation: float = 0.0  # X-PW-TOTAL may exceed the true count by up to this fraction
     ignored_filters: dict[str, list[str]] = field(default_factory=dict)  # entity -> filters
+    webhook_drop_rate: float = 0.05  # share of webhook notifications silently lost
+    webhook_batch_seconds: float = 0.5  # changes this close together share one notification
+    webhook_timeout: float = 10.0  # seconds a webhook receiver gets to answer
+    webhook_ca_file: str | None = None  # PEM CA bundle trusted for https targets (+ system CAs)
     seed: int = 0
 
     def update(self, **changes: object) -> None:
@@ -100,7 +106,14 @@ class Chaos:
 
     def edits_before_search(self) -> int:
         """How many random edits concurrent users make before this search is answered."""
-        rate = self.config.chaos_edits
+        return self._draw(self.config.chaos_edits)
+
+    def deletes_before_search(self) -> int:
+        """How many random records concurrent users delete before this search is answered."""
+        return self._draw(self.config.chaos_deletes)
+
+    def _draw(self, rate: float) -> int:
+        """An integer with expectation `rate`: its whole part, plus one by chance."""
         if rate <= 0:
             return 0
         with self._lock:

@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--retry-after", action="store_true", help="send Retry-After on 429")
     serve.add_argument("--latency", type=float, default=0.0, help="seconds per response")
     serve.add_argument("--jitter", type=float, default=0.0, help="+- seconds around latency")
+    serve.add_argument(
+        "--webhook-drop-rate", type=float, default=0.05, help="share of webhooks lost on purpose"
+    )
+    serve.add_argument(
+        "--webhook-ca-file", default=None, help="PEM CA bundle to trust for webhook targets"
+    )
     serve.add_argument("--json", action="store_true", help="print connection details as JSON")
     return parser
 
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         retry_after=args.retry_after,
         latency=args.latency,
         jitter=args.jitter,
+        webhook_drop_rate=args.webhook_drop_rate,
+        webhook_ca_file=args.webhook_ca_file,
         seed=args.seed,
     )
     sandbox = Sandbox(
@@ -109,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     server = uvicorn.Server(
         uvicorn.Config(sandbox.app, log_level="warning", access_log=False, lifespan="off")
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])  # returns on SIGTERM / SIGINT
+    finally:
+        sandbox.close()
     return 0
 
 

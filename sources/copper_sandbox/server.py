@@ -1,4 +1,7 @@
-"""Serve a sandbox over HTTP: in a background thread (tests) or a child process (benchmarks)."""
+"""Serve a sandbox over HTTP: in a background thread (tests) or a child process (benchmarks).
+
+Either way the sandbox's webhook delivery threads stop with the server.
+"""
 
 from __future__ import annotations
 
@@ -68,11 +71,13 @@ def serve_in_thread(sandbox: Sandbox, host: str = "127.0.0.1") -> Iterator[Runni
     port = sock.getsockname()[1]
     config = uvicorn.Config(sandbox.app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
+    sandbox.open()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
+            sandbox.close()
             raise RuntimeError("sandbox server did not start")
         time.sleep(0.01)
     try:
@@ -87,6 +92,7 @@ def serve_in_thread(sandbox: Sandbox, host: str = "127.0.0.1") -> Iterator[Runni
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+        sandbox.close()  # webhook delivery stops with the server
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from typing import Any
 
 import dlt
 
-from copper import copper_source
+from copper import copper_source, mark_deletions
 from copper_sandbox import RunningSandbox
 from pipelines.runner import LOADER_FORMAT
 from pipelines.tuning import tuned_for_throughput
@@ -51,6 +51,7 @@ class Loader:
 
     def source(self, **options: Any):
         options.setdefault("requests_per_minute", 100_000)
+        self.pipeline.activate()  # the source reads the active pipeline's warehouse
         return copper_source(
             api_key=self.running.api_key,
             user_email=self.running.user_email,
@@ -63,6 +64,7 @@ class Loader:
         with tuned_for_throughput():  # as copper-pipeline runs
             info = self.pipeline.run(self.source(**options), loader_file_format=file_format)
         info.raise_on_failed_jobs()
+        mark_deletions(self.pipeline)  # as copper-pipeline does after every load
         return info
 
     def query(self, sql: str) -> list[dict]:
@@ -75,6 +77,11 @@ class Loader:
 
     def rows(self, table: str) -> list[dict]:
         return self.query(f"select * from {{dataset}}.{table}")
+
+    def live_rows(self, table: str) -> list[dict]:
+        """Rows not marked deleted (all rows, where the table has no deletion column)."""
+        rows = self.rows(table)
+        return [r for r in rows if r.get("_copper_deleted_at") is None]
 
     def tables(self) -> set[str]:
         if self.pipeline.default_schema_name is None:
@@ -104,7 +111,7 @@ def custom_values(entries: list[dict]) -> dict[int, Any]:
 def assert_warehouse_equals(loader: Loader, entity: str, truth: list[dict] | None = None) -> None:
     """Every current record, with its values, and nothing else (no lost, stale or extra rows)."""
     truth = truth if truth is not None else loader.running.sandbox.account.snapshot(entity)
-    rows = loader.rows(entity)
+    rows = loader.live_rows(entity)
     by_id = {r["id"]: r for r in rows}
     assert len(by_id) == len(rows), f"{entity}: duplicate ids in the warehouse"
     missing = {t["id"] for t in truth} - set(by_id)

@@ -22,7 +22,14 @@ from dlt.sources import DltResource
 
 from .client import ClientStats, CopperAuthError, CopperClient, CopperError, Credentials
 from .custom_fields import CustomFieldPivot, column_names
-from .extract import DELETES, RECONCILE, RECONCILE_EVERY_HOURS, EntityExtraction, RunSettings
+from .extract import (
+    DELETES,
+    RECONCILE,
+    RECONCILE_EVERY_HOURS,
+    EntityExtraction,
+    RunSettings,
+    with_deletions_table,
+)
 from .reconcile import KnownRows
 from .settings import (
     BASE_URL,
@@ -276,7 +283,7 @@ def _entity_resource(
         columns=columns,
         parallelized=True,
     )
-    return resource.add_map(_dlt_row(entity.timestamps))
+    return with_deletions_table(resource).add_map(_dlt_row(entity.timestamps))
 
 
 def _dlt_row(fields: tuple[str, ...]) -> Callable[[dict], dict]:

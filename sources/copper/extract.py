@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
+from dlt.sources import DltResource
 
 from .client import CopperClient, CopperError
 from .custom_fields import CustomFieldPivot
@@ -84,6 +85,8 @@ class EntityExtraction:
         elif self._reconcile_due(state):
             yield from self._reconcile(known)
             state["reconciled_at"] = self.settings.run_start
+        # the log exists even before the first deletion, for the reports built on it
+        yield dlt.mark.with_table_name(dlt.mark.materialize_table_schema(), DELETIONS)
         if newest is not None and (cursor is None or newest > cursor):
             state["cursor"] = newest
 
@@ -208,7 +211,7 @@ class EntityExtraction:
         now = datetime.now(UTC)
         rows = [{"entity": self.entity.name, "id": i, "detected_at": now, "detected_by": how}
                 for i in ids]  # fmt: skip
-        yield dlt.mark.with_hints(rows, DELETION_HINTS, create_table_variant=True)
+        yield dlt.mark.with_table_name(rows, DELETIONS)
         if self.settings.deletes == "hard":
             # a marker outranks any copy of the record in this load (dedup_sort on
             # date_modified, descending), then dlt deletes the row and its child rows
@@ -217,13 +220,14 @@ class EntityExtraction:
                    for i in ids]  # fmt: skip
 
 
-DELETION_HINTS = dlt.mark.make_hints(
-    table_name=DELETIONS,
-    write_disposition="append",
-    primary_key=(),
-    merge_key=(),
-    columns=DELETION_COLUMNS,
-)
+def with_deletions_table(resource: DltResource) -> DltResource:
+    """Give an entity resource the `_copper_deletions` table: a variant with hints of its own
+    (append, no key, four columns), not a copy of the entity's."""
+    hints = {"table_name": DELETIONS, "create_table_variant": True}
+    resource.apply_hints(columns={}, write_disposition="append", primary_key=[], merge_key=[],
+                         **hints)  # type: ignore[arg-type]  # fmt: skip
+    resource.apply_hints(columns=DELETION_COLUMNS, **hints)  # type: ignore[arg-type]
+    return resource
 
 
 def saved_cursor(state: MutableMapping[str, Any], entity: Entity) -> int | None:

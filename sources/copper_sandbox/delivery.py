@@ -10,6 +10,7 @@ never blocks it, and no delivery error reaches the sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -82,6 +83,9 @@ class Notifier:
             threads, self._threads = self._threads, []
             outbox, self._outbox = self._outbox, queue.Queue()
             self._cond.notify_all()
+        with contextlib.suppress(queue.Empty):  # undelivered: lost
+            while True:
+                outbox.get_nowait()
         for _ in threads:
             outbox.put(None)
         for thread in threads:
@@ -179,6 +183,8 @@ class Notifier:
     # -- sending -----------------------------------------------------------------------------
     def _send_loop(self, outbox: queue.Queue) -> None:
         while (item := outbox.get()) is not None:
+            if outbox is not self._outbox:
+                continue  # closed: what is left is lost
             subscription, payload, batch = item
             try:
                 response = self._client().post(

@@ -21,8 +21,20 @@ import orjson
 import pytest
 import uvicorn
 
+from copper import CopperClient
+from copper.client import Credentials
+from copper_sandbox import SandboxAccount
 from copper_sandbox.server import free_port
-from pipelines.webhook_inbox import INBOX_TABLE, Inbox, SQLiteInbox, WebhookEvent, payload_hash
+from pipelines.runner import RunError
+from pipelines.webhook_inbox import (
+    INBOX_TABLE,
+    TYPES,
+    Inbox,
+    SQLiteInbox,
+    WebhookEvent,
+    payload_hash,
+)
+from pipelines.webhook_subscriptions import list_subscriptions, remove, subscribe
 from pipelines.webhooks import DEFAULT_SECRET_FIELD, make_app
 
 from .test_cli import cli, one_line_error
@@ -317,19 +329,24 @@ def test_the_replay_key_ignores_secret_fields_and_key_order():
 
 
 # -- the command line --------------------------------------------------------------------------
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen, verify: str | None = None, timeout: float = 30
+) -> None:
+    context = ssl.create_default_context(cafile=verify) if verify else True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=1, verify=context).status_code == 200:
                 return
         time.sleep(0.1)
     raise AssertionError("receiver did not start")
 
 
 @contextlib.contextmanager
-def cli_receiver(cwd: Path, *args: str, env: dict | None = None) -> Iterator[tuple[str, Popen]]:
+def cli_receiver(
+    cwd: Path, *args: str, env: dict | None = None, scheme: str = "http", verify: str | None = None
+) -> Iterator[tuple[str, Popen]]:
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
     full_env |= {"SOURCES__COPPER__WEBHOOK_SECRET": SECRET, "DLT_DATA_DIR": str(cwd / "dlt")}
@@ -338,9 +355,9 @@ def cli_receiver(cwd: Path, *args: str, env: dict | None = None) -> Iterator[tup
         [CLI, "webhooks", "serve", "--port", str(port), *args],
         cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc)
+        wait_healthy(url, proc, verify)
         yield url, proc
     finally:
         if proc.poll() is None:
@@ -450,8 +467,8 @@ def test_an_inbox_beside_a_relative_duckdb_path(tmp_path, monkeypatch):
     assert (tmp_path / "copper_warehouse.duckdb.webhooks.sqlite").exists()
 
 
-@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
-def test_serve_over_tls(tmp_path):
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (the openssl command)."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -459,6 +476,15 @@ def test_serve_over_tls(tmp_path):
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip
+    return cert, key
+
+
+NEEDS_OPENSSL = pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+
+
+@NEEDS_OPENSSL
+def test_serve_over_tls(tmp_path):
+    cert, key = self_signed(tmp_path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
     env["SOURCES__COPPER__WEBHOOK_SECRET"] = SECRET
@@ -486,3 +512,144 @@ def test_serve_over_tls(tmp_path):
         proc.wait(timeout=10)
     assert "receiving Copper webhooks on https://127.0.0.1" in proc.stderr.read()
     assert len(pending(tmp_path / "copper_warehouse.duckdb.webhooks.sqlite")) == 1
+
+
+# -- subscriptions (the sandbox's /webhooks routes) --------------------------------------------
+TARGET = "https://hooks.example.com/copper/webhooks"
+
+
+def client_for(running) -> CopperClient:
+    return CopperClient(Credentials(running.api_key, running.user_email), running.base_url)
+
+
+def subscriptions(running) -> list[dict]:
+    return [dict(s) for s in running.sandbox.account.webhooks]
+
+
+def hooks_cli(*args: str, cwd: Path, running, env: dict | None = None):
+    env = {"SOURCES__COPPER__WEBHOOK_SECRET": SECRET, **(env or {})}
+    return cli("webhooks", *args, cwd=cwd, running=running, env=env, timeout=120)
+
+
+def test_subscribe_list_remove(serve, tmp_path):
+    with serve() as running:
+        first = hooks_cli("subscribe", "--target", TARGET, cwd=tmp_path, running=running)
+        assert first.returncode == 0, first.stderr
+        made = subscriptions(running)
+        assert {(s["type"], s["event"]) for s in made} == {
+            (t, e) for t in TYPES for e in ("update", "delete")
+        }
+        assert len(made) == 14
+        assert all(s["target"] == TARGET and s["secret"] == {FIELD: SECRET} for s in made)
+        # idempotent: nothing new, nothing changed
+        again = hooks_cli("subscribe", "--target", TARGET, cwd=tmp_path, running=running)
+        assert again.returncode == 0, again.stderr
+        assert "0 subscription(s)" in again.stdout and subscriptions(running) == made
+        # another event type adds only what is missing
+        new = hooks_cli("subscribe", "--target", TARGET, "--events", "new", "--types",
+                        "person,task", cwd=tmp_path, running=running)  # fmt: skip
+        assert new.returncode == 0, new.stderr
+        assert len(subscriptions(running)) == 16
+
+        listed = hooks_cli("list", cwd=tmp_path, running=running)
+        assert listed.returncode == 0, listed.stderr
+        assert "16 of 100 subscriptions" in listed.stdout
+        assert TARGET in listed.stdout and FIELD in listed.stdout
+        for result in (first, again, new, listed):
+            assert SECRET not in result.stdout + result.stderr
+
+        one = made[0]["id"]
+        removed = hooks_cli("remove", "--id", str(one), cwd=tmp_path, running=running)
+        assert removed.returncode == 0, removed.stderr
+        assert one not in {s["id"] for s in subscriptions(running)}
+        unknown = hooks_cli("remove", "--id", str(one), "--id", str(made[1]["id"]),
+                            cwd=tmp_path, running=running)  # fmt: skip
+        assert unknown.returncode == 2
+        assert f"unknown webhook subscription id {one}" in one_line_error(unknown)
+        assert len(subscriptions(running)) == 15  # refused before deleting any
+        everything = hooks_cli("remove", "--target", TARGET, cwd=tmp_path, running=running)
+        assert everything.returncode == 0, everything.stderr
+        assert "15 subscription(s) removed" in everything.stdout
+        assert subscriptions(running) == []
+        assert "no webhook subscriptions" in hooks_cli("list", cwd=tmp_path, running=running).stdout
+
+
+def test_subscribe_updates_a_rotated_secret(serve):
+    rotated = SECRET[::-1]
+    with serve() as running, contextlib.closing(client_for(running)) as client:
+        subscribe(client, TARGET, FIELD, SECRET, events=["delete"], types=["lead"], log=print)
+        [before] = subscriptions(running)
+        changed = subscribe(client, TARGET, FIELD, rotated, events=["delete"], types=["lead"])
+        [after] = subscriptions(running)
+    assert [c["id"] for c in changed] == [before["id"]] == [after["id"]]
+    assert after["secret"] == {FIELD: rotated}
+
+
+def test_subscribe_refuses_past_copper_s_limit_before_creating_any(serve):
+    with serve() as running, contextlib.closing(client_for(running)) as client:
+        for n in range(90):
+            client.request("POST", "/webhooks", {"target": f"https://other.example.com/{n}",
+                                                 "type": "task", "event": "new"})  # fmt: skip
+        with pytest.raises(RunError, match="limit of 100"):
+            subscribe(client, TARGET, FIELD, SECRET)  # 14 more
+        assert len(subscriptions(running)) == 90
+        made = subscribe(client, TARGET, FIELD, SECRET, types=["person", "company"])
+        assert len(made) == 4 and len(subscriptions(running)) == 94
+        assert len(list_subscriptions(client)) == 94
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://hooks.example.com/", "ftp://hooks.example.com/", "https://", "https:///path",
+     "hooks.example.com", "https://hooks.example.com:99999/", "https://hooks .example.com/"],
+)  # fmt: skip
+def test_subscribe_refuses_a_target_that_is_not_https_without_calling_copper(serve, target):
+    with serve() as running, contextlib.closing(client_for(running)) as client:
+        with pytest.raises(RunError, match="https://"):
+            subscribe(client, target, FIELD, SECRET)
+        assert running.stats()["by_path"] == {}
+        assert subscriptions(running) == []
+
+
+def test_remove_needs_a_target_or_ids(serve):
+    with serve() as running, contextlib.closing(client_for(running)) as client:
+        with pytest.raises(RunError, match="--target URL or --id N"):
+            remove(client)
+        subscribe(client, TARGET, FIELD, SECRET, types=["task"])
+        subscribe(client, "https://other.example.com/", FIELD, SECRET, types=["task"])
+        gone = remove(client, target=TARGET)
+        assert {s["target"] for s in gone} == {TARGET} and len(gone) == 2
+        assert {s["target"] for s in list_subscriptions(client)} == {"https://other.example.com/"}
+
+
+@NEEDS_OPENSSL
+def test_end_to_end_the_sandbox_delivers_to_the_receiver(serve, tmp_path):
+    """subscribe, then Copper's (the sandbox's) notifications over HTTPS land in the inbox."""
+    cert, key = self_signed(tmp_path)
+    account = SandboxAccount.generate(seed=61, scale=0.05)
+    config = {"webhook_ca_file": str(cert), "webhook_drop_rate": 0.0}
+    tls = ("--certfile", str(cert), "--keyfile", str(key))
+    with (
+        serve(account, webhook_batch_seconds=0.2, **config) as running,
+        cli_receiver(tmp_path, *tls, scheme="https", verify=str(cert)) as (url, _),
+    ):
+        target = f"{url}/copper/webhooks"
+        result = hooks_cli("subscribe", "--target", target, cwd=tmp_path, running=running)
+        assert result.returncode == 0, result.stderr
+        people = [r["id"] for r in account.snapshot("people")[:3]]
+        task = account.snapshot("tasks")[0]["id"]
+        for n, person in enumerate(people):
+            account.update("people", person, {"name": f"Renamed {n}"})
+        account.delete("tasks", task)
+        notifier = running.sandbox.notifier
+        deadline = time.monotonic() + 30
+        while notifier.stats()["pending"] or notifier.stats()["sent"] < 2:
+            assert time.monotonic() < deadline, notifier.notifications()
+            time.sleep(0.1)
+        assert notifier.stats()["failed"] == 0, notifier.notifications()
+    events = pending(tmp_path / "copper_warehouse.duckdb.webhooks.sqlite")
+    updated = {i for e in events if (e.type, e.event) == ("person", "update") for i in e.ids}
+    deleted = {i for e in events if (e.type, e.event) == ("task", "delete") for i in e.ids}
+    assert updated == set(people) and deleted == {task}
+    assert all(e.subscription_id and e.timestamp for e in events)
+    assert all("name" in e.updated_attributes for e in events if e.event == "update")

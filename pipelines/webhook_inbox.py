@@ -13,10 +13,11 @@ One interface, two backends, chosen by the warehouse (`Inbox.for_warehouse`):
 
 `seq` increases per inbox and is never reused, and events become visible in `seq` order (the
 inserts of an inbox are serialised), so a reader that remembers the last `seq` it applied
-never misses one. A notification delivered twice (same payload, secret fields aside) is stored
-once: `payload_hash` (SHA-256 of the canonical JSON) is unique among the stored events. Once an
-event is pruned its hash is gone, and a late replay is stored again; applying it again is
-harmless (a delete of deleted ids, a re-fetch of current records).
+never misses one. A new inbox starts at the current time in microseconds, so that holds even
+when an inbox is deleted and created again. A notification delivered twice (same payload,
+secret fields aside) is stored once: `payload_hash` (SHA-256 of the canonical JSON) is unique
+among the stored events. Once an event is pruned its hash is gone, and a late replay is stored
+again; applying it again is harmless (a delete of deleted ids, a re-fetch of current records).
 
 Only Copper's own notification fields are stored (`PAYLOAD_FIELDS`); every other top-level
 field of a notification is a secret field of its subscription and never reaches storage.
@@ -30,6 +31,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,6 +97,12 @@ def canonical_json(payload: dict) -> str:
 def payload_hash(payload: dict) -> str:
     """The replay key: SHA-256 of the canonical JSON of the payload without secret fields."""
     return hashlib.sha256(canonical_json(without_secrets(payload)).encode()).hexdigest()
+
+
+def _first_seq() -> int:
+    """The first seq of a new inbox: microseconds since 1970. A reader that remembers the last
+    seq it applied keeps working when an inbox is deleted and created again."""
+    return time.time_ns() // 1000
 
 
 def _checked(payload: dict) -> dict:
@@ -222,7 +230,16 @@ class SQLiteInbox(Inbox):
             con.execute("pragma journal_mode=wal")
             con.execute("pragma synchronous=full")
             con.execute(f"pragma busy_timeout={int(self.timeout * 1000)}")
-            con.execute(self.SCHEMA)
+            with _sqlite_transaction(con):
+                created = not con.execute(
+                    "select 1 from sqlite_master where type = 'table' and name = ?", (INBOX_TABLE,)
+                ).fetchone()
+                con.execute(self.SCHEMA)
+                if created:  # seqs of a recreated inbox stay above the old one's
+                    con.execute(
+                        "insert into sqlite_sequence (name, seq) values (?, ?)",
+                        (INBOX_TABLE, _first_seq() - 1),
+                    )
         except BaseException:
             con.close()
             raise
@@ -394,7 +411,7 @@ class PostgresInbox(Inbox):
             sql.SQL(
                 """
                 create table if not exists {} (
-                    seq bigint generated always as identity primary key,
+                    seq bigint generated always as identity (start with {}) primary key,
                     received_at timestamptz not null default now(),
                     payload_hash text not null unique,
                     subscription_id bigint,
@@ -405,7 +422,7 @@ class PostgresInbox(Inbox):
                     updated_attributes jsonb
                 )
                 """
-            ).format(self._table())
+            ).format(self._table(), sql.Literal(_first_seq()))
         )
 
     def _lock_inbox(self, cur: Any) -> None:

@@ -253,7 +253,7 @@ def test_concurrent_notifications_are_all_stored_in_seq_order(receiver, sqlite_p
 
 
 # -- the inbox -------------------------------------------------------------------------------
-def exercise_inbox(make: Callable[[], Inbox]) -> None:
+def exercise_inbox(make: Callable[[], Inbox]) -> int:
     """What a run relies on, for either backend."""
     with make() as inbox:
         assert not inbox.exists()
@@ -285,6 +285,20 @@ def exercise_inbox(make: Callable[[], Inbox]) -> None:
         assert latest.seq > seqs[2]
         # a pruned event's replay is stored again (applying it twice is harmless)
         assert inbox.add(notification(ids=[1]))
+    return latest.seq
+
+
+def test_a_recreated_inbox_continues_above_the_old_seqs(tmp_path):
+    path = tmp_path / "copper_warehouse.duckdb.webhooks.sqlite"
+    with SQLiteInbox(path) as inbox:
+        inbox.add(notification(ids=[1]))
+        [old] = inbox.pending()
+    for file in tmp_path.glob("*.sqlite*"):
+        file.unlink()
+    with SQLiteInbox(path) as inbox:
+        inbox.add(notification(ids=[2]))
+        [new] = inbox.pending(after=old.seq)  # a run that applied `old` still sees it
+    assert new.ids == (2,)
 
 
 def test_sqlite_inbox(tmp_path):
@@ -300,12 +314,22 @@ def test_sqlite_inbox(tmp_path):
 
 def test_postgres_inbox(postgres_url, pg_dataset, monkeypatch):
     monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)  # as dlt reads it
-    exercise_inbox(lambda: Inbox.for_warehouse("postgres", Path("unused.duckdb"), pg_dataset))
+
+    def make() -> Inbox:
+        return Inbox.for_warehouse("postgres", Path("unused.duckdb"), pg_dataset)
+
+    latest = exercise_inbox(make)
     import psycopg2
 
     with contextlib.closing(psycopg2.connect(postgres_url)) as con, con.cursor() as cur:
         cur.execute(f'select count(*) from "{pg_dataset}".{INBOX_TABLE}')
         assert cur.fetchone()[0] == 2
+        cur.execute(f'drop schema "{pg_dataset}" cascade')  # a dropped dataset
+        con.commit()
+    with make() as inbox:
+        assert not inbox.exists() and inbox.add(notification(ids=[9]))
+        [event] = inbox.pending(after=latest)  # seqs stay above the dropped inbox's
+        assert event.ids == (9,)
 
 
 def test_postgres_receiver(postgres_url, pg_dataset):

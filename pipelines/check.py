@@ -5,10 +5,12 @@ from __future__ import annotations
 from contextlib import suppress
 
 import dlt
+import pendulum
 
 from copper import CopperClient
 from copper.client import Credentials
-from copper.settings import BASE_URL, ENTITIES, REFERENCES
+from copper.extract import saved_cursor
+from copper.settings import BASE_URL, ENTITIES, ENTITY_BY_NAME, REFERENCES
 
 from .runner import RunError, RunOptions, explained, make_pipeline
 
@@ -69,9 +71,12 @@ def _cursors(options: RunOptions, entities: list[str]) -> list[str]:
         resources = state.get("resources", {})
         out = []
         for name in entities:
-            incremental = resources.get(name, {}).get("incremental", {})
-            for cursor, values in incremental.items():
-                out.append(f"    {name}: resumes from {cursor} >= {values.get('last_value')}")
+            state = resources.get(name, {})
+            cursor = saved_cursor(state, ENTITY_BY_NAME[name])
+            if cursor is not None:
+                field = ENTITY_BY_NAME[name].cursor
+                at = pendulum.from_timestamp(cursor).to_iso8601_string()
+                out.append(f"    {name}: resumes from {field} >= {at}")
         if out:
             return ["Incremental state:", *out]
     return ["Incremental state: none yet (the next run is a full load)"]

@@ -2,6 +2,8 @@
 
 copper-pipeline run [--destination duckdb|postgres] [--entities people,opportunities]
                     [--start-date 2024-01-01] [--full-refresh] [--dbt]
+                    [--deletes soft|hard] [--reconcile-every HOURS]
+copper-pipeline reconcile [--full] [--entities ...]
 copper-pipeline check
 copper-pipeline demo
 copper-pipeline webhooks serve [--host 127.0.0.1] [--port 8088] [--certfile F --keyfile F]
@@ -18,6 +20,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from copper.extract import DELETES
 from copper.settings import ENTITIES
 
 from .runner import DEFAULT_DUCKDB, DESTINATIONS, RunError, RunOptions, run
@@ -46,6 +49,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop state and tables of the selected entities, reload them",
     )
     run_p.add_argument("--dbt", action="store_true", help="run the dbt project after loading")
+    run_p.add_argument(
+        "--deletes",
+        choices=DELETES,
+        help="records Copper deleted: soft (default) sets _copper_deleted_at, hard deletes rows",
+    )
+    run_p.add_argument(
+        "--reconcile-every",
+        type=float,
+        metavar="HOURS",
+        help="look for deletions when the last look is this old (default 12; 0: every run)",
+    )
+
+    rec_p = sub.add_parser(
+        "reconcile", help="load changes and look for deletions now (--full: compare every id)"
+    )
+    _warehouse_args(rec_p)
+    rec_p.add_argument("--entities", help="as for run")
+    rec_p.add_argument(
+        "--full", action="store_true", help="re-list every record and compare ids, not counts"
+    )
+    rec_p.add_argument("--deletes", choices=DELETES, help="as for run")
 
     check_p = sub.add_parser("check", help="validate credentials and configuration")
     _warehouse_args(check_p)
@@ -55,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_p = sub.add_parser("demo", help="load a simulated Copper account into demo.duckdb")
     demo_p.add_argument("--duckdb-path", type=Path, default=Path("demo.duckdb"))
     demo_p.add_argument("--scale", type=float, default=1.0, help="size of the simulated account")
-    for p in (run_p, check_p, demo_p):
+    for p in (run_p, rec_p, check_p, demo_p):
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
 
     from .webhooks import add_parser as add_webhooks_parser
@@ -72,6 +96,7 @@ def _warehouse_args(parser: argparse.ArgumentParser) -> None:
 
 def options_from(args: argparse.Namespace) -> RunOptions:
     entities = [e.strip() for e in args.entities.split(",") if e.strip()] if args.entities else None
+    reconciling = args.command == "reconcile"
     return RunOptions(
         destination=args.destination,
         duckdb_path=args.duckdb_path,
@@ -80,6 +105,9 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         start_date=args.start_date,
         full_refresh=getattr(args, "full_refresh", False),
         dbt=getattr(args, "dbt", False),
+        deletes=getattr(args, "deletes", None),
+        reconcile=("full" if args.full else "counts") if reconciling else None,
+        reconcile_every_hours=0 if reconciling else getattr(args, "reconcile_every", None),
     )
 
 
@@ -101,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     setup_logging(verbose)
     try:
-        if args.command == "run":
+        if args.command in ("run", "reconcile"):
             report = run(options_from(args))
             print(report.table())
             return 0

@@ -6,6 +6,7 @@ Used by the command line (`pipelines/cli.py`); importable for schedulers such as
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import sys
@@ -19,9 +20,11 @@ from typing import Any
 import dlt
 import pendulum
 
-from copper import ClientStats, CopperError, copper_source
+from copper import WEBHOOK_SEQ, ClientStats, CopperError, copper_source, mark_deletions
+from copper.extract import DELETES, RECONCILE
 from copper.settings import ENTITIES, ENTITY_BY_NAME
 from pipelines.tuning import tuned_for_throughput
+from pipelines.webhook_inbox import Inbox, WebhookEvent
 
 PIPELINE_NAME = "copper"
 # not copper.duckdb: DuckDB names the catalog after the file, and a catalog named like the
@@ -54,6 +57,20 @@ class RunOptions:
     pipelines_dir: Path | None = None  # default: dlt's (~/.dlt/pipelines)
     source_options: dict[str, Any] = field(default_factory=dict)  # base_url, api_key, ...
     progress_every: float = 10.0
+    # None: the source's setting (sources.copper.deletes etc., or its default)
+    deletes: str | None = None  # soft | hard
+    reconcile: str | None = None  # counts | full | off
+    reconcile_every_hours: float | None = None
+    webhooks: bool = True  # apply events from the webhook inbox, when there is one
+
+    def copper_options(self) -> dict[str, Any]:
+        """What the source gets: `source_options` and the settings given here."""
+        given = {
+            "deletes": self.deletes,
+            "reconcile": self.reconcile,
+            "reconcile_every_hours": self.reconcile_every_hours,
+        }
+        return {**self.source_options, **{k: v for k, v in given.items() if v is not None}}
 
     def validate(self) -> None:
         """Refuse bad input before anything is touched."""
@@ -71,6 +88,14 @@ class RunOptions:
                 f"bad --duckdb-path {self.duckdb_path}: DuckDB would name its catalog "
                 f"{self.dataset!r} like the dataset, making `{self.dataset}.<table>` ambiguous; "
                 "choose another file name or --dataset"
+            )
+        if self.deletes is not None and self.deletes not in DELETES:
+            raise RunError(f"bad deletes {self.deletes!r}: choose {' or '.join(DELETES)}")
+        if self.reconcile is not None and self.reconcile not in RECONCILE:
+            raise RunError(f"bad reconcile {self.reconcile!r}: choose {', '.join(RECONCILE)}")
+        if self.reconcile_every_hours is not None and not self.reconcile_every_hours >= 0:
+            raise RunError(
+                f"bad reconcile_every_hours {self.reconcile_every_hours!r}: 0 (every run) or more"
             )
         if self.start_date:
             try:
@@ -179,9 +204,14 @@ def _run(options: RunOptions, log: Any = None) -> RunReport:
                 "earlier runs: forgetting them, so this run is a full load"
             )
             pipeline = pipeline.drop()
+        mark_deletions(pipeline)  # of a run that died between its load and this step
+        events = _webhook_events(pipeline, options, selected)
+        source_options = options.copper_options()
+        if options.full_refresh:  # every table is reloaded whole: nothing to reconcile
+            source_options["reconcile"] = "off"
         source = copper_source(
             entities=selected, start_date=options.start_date, stats=stats,
-            **options.source_options,
+            webhook_events=[_event_row(e) for e in events], **source_options,
         )  # fmt: skip
         with progress(stats, selected, log, options.progress_every):
             info = pipeline.run(
@@ -190,6 +220,10 @@ def _run(options: RunOptions, log: Any = None) -> RunReport:
                 loader_file_format=LOADER_FORMAT.get(options.destination),
             )
         info.raise_on_failed_jobs()
+        mark_deletions(pipeline)
+        if events:
+            with _inbox(options) as inbox:
+                inbox.prune(max(e.seq for e in events))
         report = _report(pipeline, stats, selected, started)
         pipeline.run(
             dlt.resource(report.rows("loaded", options), name=RUNS_TABLE,
@@ -200,6 +234,30 @@ def _run(options: RunOptions, log: Any = None) -> RunReport:
         if options.dbt:
             run_dbt(pipeline, log)
     return report
+
+
+def _inbox(options: RunOptions) -> Inbox:
+    return Inbox.for_warehouse(options.destination, Path(options.duckdb_path), options.dataset)
+
+
+def _webhook_events(
+    pipeline: dlt.Pipeline, options: RunOptions, selected: list[str]
+) -> list[WebhookEvent]:
+    """Inbox events newer than the last one applied. Only a run of every entity applies
+    them: the applied mark is one number for all entities."""
+    if not options.webhooks or set(selected) != set(ENTITY_BY_NAME):
+        return []
+    with _inbox(options) as inbox:
+        if not inbox.exists():
+            return []
+        applied = pipeline.state.get("sources", {}).get("copper", {}).get(WEBHOOK_SEQ, 0)
+        return inbox.pending(after=applied)
+
+
+def _event_row(event: WebhookEvent) -> dict[str, Any]:
+    row = dataclasses.asdict(event)
+    row["ids"] = list(event.ids)
+    return row
 
 
 def _warehouse_lost(pipeline: dlt.Pipeline, options: RunOptions) -> bool:

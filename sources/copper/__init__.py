@@ -47,6 +47,7 @@ from .warehouse import DELETED_AT, live_rows, mark_deletions
 from .windows import WindowError
 
 __all__ = [
+    "WEBHOOK_SEQ",
     "ClientStats",
     "CopperAuthError",
     "CopperClient",

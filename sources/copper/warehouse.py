@@ -11,6 +11,7 @@ loaded again later, because the record came back, is left live.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import dlt
 import numpy as np
@@ -84,6 +85,12 @@ def mark_deletions(pipeline: dlt.Pipeline) -> int:
 
 def _columns(pipeline: dlt.Pipeline) -> dict[str, set[str]]:
     """Tables of the pipeline's dataset in the destination, with their columns."""
+    credentials = pipeline.destination_client().config.credentials
+    database = getattr(credentials, "database", None)
+    if type(credentials).__name__ == "DuckDbCredentials" and not (
+        isinstance(database, str) and (database == ":memory:" or Path(database).exists())
+    ):
+        return {}  # no DuckDB file yet: nothing loaded (and opening it would create it)
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import trustme
 import uvicorn
 
 from copper import CopperClient
@@ -491,24 +491,19 @@ def test_an_inbox_beside_a_relative_duckdb_path(tmp_path, monkeypatch):
     assert (tmp_path / "copper_warehouse.duckdb.webhooks.sqlite").exists()
 
 
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key (the openssl command)."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+def certificate(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA file, and a certificate for 127.0.0.1 it signed with its key (trustme)."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    paths = ca_file, cert, key = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    return paths
 
 
-NEEDS_OPENSSL = pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
-
-
-@NEEDS_OPENSSL
 def test_serve_over_tls(tmp_path):
-    cert, key = self_signed(tmp_path)
+    ca_file, cert, key = certificate(tmp_path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
     env["SOURCES__COPPER__WEBHOOK_SECRET"] = SECRET
@@ -518,7 +513,7 @@ def test_serve_over_tls(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     url = f"https://127.0.0.1:{port}"
-    trusted = ssl.create_default_context(cafile=str(cert))
+    trusted = ssl.create_default_context(cafile=str(ca_file))
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -646,16 +641,15 @@ def test_remove_needs_a_target_or_ids(serve):
         assert {s["target"] for s in list_subscriptions(client)} == {"https://other.example.com/"}
 
 
-@NEEDS_OPENSSL
 def test_end_to_end_the_sandbox_delivers_to_the_receiver(serve, tmp_path):
     """subscribe, then Copper's (the sandbox's) notifications over HTTPS land in the inbox."""
-    cert, key = self_signed(tmp_path)
+    ca_file, cert, key = certificate(tmp_path)
     account = SandboxAccount.generate(seed=61, scale=0.05)
-    config = {"webhook_ca_file": str(cert), "webhook_drop_rate": 0.0}
+    config = {"webhook_ca_file": str(ca_file), "webhook_drop_rate": 0.0}
     tls = ("--certfile", str(cert), "--keyfile", str(key))
     with (
         serve(account, webhook_batch_seconds=0.2, **config) as running,
-        cli_receiver(tmp_path, *tls, scheme="https", verify=str(cert)) as (url, _),
+        cli_receiver(tmp_path, *tls, scheme="https", verify=str(ca_file)) as (url, _),
     ):
         target = f"{url}/copper/webhooks"
         result = hooks_cli("subscribe", "--target", target, cwd=tmp_path, running=running)

@@ -4,7 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo sandbox test postgres lint bench clean
+.PHONY: install demo sandbox test postgres lint bench clean airflow
+
+# Apache Airflow in its own venv (.venv-airflow) with this project installed into it, for
+# tests/test_airflow.py (real `airflow dags test` runs) and for trying the DAG by hand. The
+# packages both venvs share are pinned to what .venv resolved (a constraints file frozen from
+# it), so the DAG runs the dlt, duckdb and dbt versions the rest of the suite tests. ~1 min.
+AIRFLOW_VERSION := 3.3.2
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-$(AIRFLOW_VERSION)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +21,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(AIRFLOW_STAMP): $(STAMP) pyproject.toml
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip freeze --exclude-editable > $(AIRFLOW_VENV)/constraints.txt
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c $(AIRFLOW_VENV)/constraints.txt \
+	  'apache-airflow==$(AIRFLOW_VERSION)' -e .
+	$(AIRFLOW_VENV)/bin/python -m pip check
+	touch $(AIRFLOW_STAMP)
+
+airflow: $(AIRFLOW_STAMP)
 
 # a simulated Copper account loaded into demo.duckdb, with example queries
 demo: $(STAMP)
@@ -30,7 +50,7 @@ postgres:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
 	  { echo "The tests need PostgreSQL: apt-get install postgresql, or set COPPER_TEST_POSTGRES_URL"; exit 1; }
 
-test: $(STAMP) postgres
+test: $(STAMP) $(AIRFLOW_STAMP) postgres
 	$(BIN)/ruff check sources pipelines tests benchmarks
 	$(BIN)/python -m pytest -n 2 tests
 
@@ -42,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sandbox_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) .pytest_cache

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import random
 
+import httpx
 import pytest
 
 from copper.settings import ENTITIES
 from copper_sandbox import SandboxAccount
 
+from .conftest import copper_headers
 from .warehouse import Loader, assert_warehouse_equals
 
 NAMES = [e.name for e in ENTITIES]
@@ -136,3 +138,61 @@ def test_a_range_past_100000_records_with_a_few_deletions(serve, tmp_path):
         assert_warehouse_equals(loader, "companies")
         cost = searches(running, "companies")
         assert cost < math.ceil(n / 200) / 5, cost  # far below re-listing everything
+
+
+def test_deletes_while_a_run_pages_in_every_entity(serve, tmp_path):
+    """Copper deletes records while the run reads them: after the run, every live row is a
+    record Copper has, or one it deleted during the run; the next run is exact."""
+    account = SandboxAccount.generate(seed=57, scale=0.2)
+    with serve(account) as running:
+        loader = Loader(tmp_path, running)
+        running.admin("POST", "/config", {"chaos_deletes": 1, "chaos_edits": 2})
+        for _ in range(2):  # the first load, then an incremental run
+            loader.run(max_window_records=400, **EVERY_RUN)  # small windows, many searches
+            for name in NAMES:
+                chaos = {d["id"] for d in running.admin("GET", f"/deleted/{name}?source=chaos")}
+                assert chaos, name  # the scenario happened for every entity
+                live = {r["id"] for r in loader.live_rows(name)}
+                truth = {r["id"] for r in account.snapshot(name)}
+                assert truth <= live, (name, truth - live)  # nothing that exists is missing
+                assert live - truth <= chaos, name  # ... and nothing Copper did not delete
+        running.admin("POST", "/config", {"chaos_deletes": 0, "chaos_edits": 0})
+        loader.run(**EVERY_RUN)
+        for name in NAMES:
+            assert_warehouse_equals(loader, name)
+
+
+def test_converted_leads_stay_leads_and_their_person_arrives(serve, tmp_path):
+    account = SandboxAccount.generate(seed=58, scale=0.05)
+    with serve(account) as running:
+        loader = Loader(tmp_path, running)
+        loader.run(**EVERY_RUN)
+        lead = account.snapshot("leads")[0]
+        with httpx.Client(base_url=running.base_url, headers=copper_headers(running)) as http:
+            body = {"details": {"person": {"name": "Converted Person"}}}
+            converted = http.post(f"/leads/{lead['id']}/convert", json=body)
+            converted.raise_for_status()
+        loader.run(**EVERY_RUN)
+        assert_warehouse_equals(loader, "leads")  # converted leads are records, not deletions
+        assert_warehouse_equals(loader, "people")
+        row = next(r for r in loader.rows("leads") if r["id"] == lead["id"])
+        assert row["converted_timestamp"] is not None and row["_copper_deleted_at"] is None
+        person = converted.json()["person"]["id"]
+        assert person in {r["id"] for r in loader.live_rows("people")}
+        assert loader.rows("_copper_deletions") == []
+
+
+def test_a_record_restored_under_its_id_after_a_soft_delete_is_live(serve, tmp_path):
+    account = SandboxAccount.generate(seed=59, scale=0.05)
+    with serve(account) as running:
+        loader = Loader(tmp_path, running)
+        loader.run(**EVERY_RUN)
+        task = account.snapshot("tasks")[2]["id"]
+        with httpx.Client(base_url=running.base_url, headers=copper_headers(running)) as http:
+            http.delete(f"/tasks/{task}").raise_for_status()
+        loader.run(**EVERY_RUN)
+        assert task not in {r["id"] for r in loader.live_rows("tasks")}
+        running.admin("POST", f"/records/tasks/{task}/restore")
+        loader.run(**EVERY_RUN)
+        assert_warehouse_equals(loader, "tasks")
+        assert [r["id"] for r in loader.rows("_copper_deletions")] == [task]  # history kept

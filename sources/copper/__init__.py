@@ -110,7 +110,7 @@ def copper_source(
             creation dates with the warehouse and re-lists only ranges that differ; "full"
             re-lists every record; "off" never looks.
         reconcile_every_hours: reconcile an entity only if its last reconciliation is at
-            least this old (0: every run; a first load needs none).
+            least this old (0: every run).
         webhook_events: Copper webhook notifications received since the last run (dicts
             with `type`, `event`, `ids`, `seq`...): the ids are re-read first, so deletes
             and updates land without waiting for the reconciliation.

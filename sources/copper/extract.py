@@ -80,9 +80,7 @@ class EntityExtraction:
         known = self.expected.updated_by(seen.rows())
         if self.webhook_ids:
             known = yield from self._apply_webhooks(known)
-        if cursor is None and self.settings.reconcile != "full":
-            state["reconciled_at"] = self.settings.run_start  # a first load is a full listing
-        elif self._reconcile_due(state):
+        if self._reconcile_due(state):  # on a first load too: rows deleted while it ran
             yield from self._reconcile(known)
             state["reconciled_at"] = self.settings.run_start
         # the log exists even before the first deletion, for the reports built on it

@@ -319,7 +319,12 @@ def copper_warehouse() -> None:
             with warehouse_credentials(account):
                 report = run(options, log=log.info)
         except RunError as exc:
-            raise failure(exc) from None
+            error = failure(exc)
+            ti = get_current_context()["ti"]
+            again = not isinstance(error, AirflowFailException) and ti.try_number <= ti.max_tries
+            when = f" (try {ti.try_number} of {ti.max_tries + 1}, will retry)" if again else ""
+            log.error("Copper account %s failed%s: %s", account["account"], when, exc)
+            raise error from None
         log.info("Copper account %s loaded:\n%s", account["account"], report.table())
         return {
             "account": account["account"],

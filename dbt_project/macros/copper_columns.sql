@@ -45,8 +45,9 @@
 
 
 {#- `select <columns> from <copper table>` as a subquery-ready statement; with custom_fields,
-    every cf_* column follows as loaded. A missing table gives typed columns and no rows. -#}
-{% macro copper_select(table, columns, custom_fields=false) -%}
+    every cf_* column follows as loaded; with live, only rows of records Copper still has (see
+    copper_live_rows). A missing table gives typed columns and no rows. -#}
+{% macro copper_select(table, columns, custom_fields=false, live=false) -%}
   {%- set relation = source('copper', table) -%}
   {%- set existing = copper_existing_columns(relation) -%}
   select
@@ -60,9 +61,38 @@
   {%- endif %}
   {%- if existing is none %}
   from (select 1 as missing_table) as {{ table }} where 1 = 0
+  {%- elif live %}
+  from {{ relation }} as {{ table }}
+  {{- copper_live_rows(table, existing) }}
   {%- else %}
   from {{ relation }}
   {%- endif %}
+{%- endmacro %}
+
+
+{#- The where clause keeping the live rows of entity table `table` (aliased as itself): rows
+    whose `_copper_deleted_at` is NULL and that no entry of the `_copper_deletions` log covers
+    (logged in the row's load or a later one: deleted, but not marked yet, e.g. after a crash
+    between load and mark, or in a pipeline that never calls mark_deletions). A row loaded
+    again after its deletion (the record came back) is live. Nothing is filtered on what the
+    table or the log lacks (a warehouse loaded before deletions were tracked). -#}
+{% macro copper_live_rows(table, existing) -%}
+  {%- set log = source('copper', '_copper_deletions') -%}
+  {%- set log_columns = copper_existing_columns(log) or {} -%}
+  {%- set conditions = [] -%}
+  {%- if '_copper_deleted_at' in existing -%}
+    {%- do conditions.append(table ~ '._copper_deleted_at is null') -%}
+  {%- endif -%}
+  {%- if '_dlt_load_id' in existing and 'id' in existing and 'entity' in log_columns
+      and 'id' in log_columns and '_dlt_load_id' in log_columns -%}
+    {%- do conditions.append(
+        'not exists (select 1 from ' ~ log ~ ' as deletions'
+        ~ " where deletions.entity = '" ~ table ~ "' and deletions.id = " ~ table ~ '.id'
+        ~ ' and deletions._dlt_load_id >= ' ~ table ~ '._dlt_load_id)') -%}
+  {%- endif -%}
+  {%- if conditions %}
+  where {{ conditions | join(' and ') }}
+  {%- endif -%}
 {%- endmacro %}
 
 

@@ -16,7 +16,7 @@ with activities as (
       ('activity_date', 'activity_at', 'timestamp'),
       ('date_created', 'created_at', 'timestamp'),
       ('date_modified', 'modified_at', 'timestamp'),
-  ]) }}
+  ], live=true) }}
 )
 
 select

@@ -15,7 +15,7 @@ with companies as (
       ('address__country', 'country', 'text'),
       ('date_created', 'created_at', 'timestamp'),
       ('date_modified', 'modified_at', 'timestamp'),
-  ], custom_fields=true) }}
+  ], custom_fields=true, live=true) }}
 )
 
 select

@@ -22,7 +22,7 @@ with leads as (
       ('address__country', 'country', 'text'),
       ('date_created', 'created_at', 'timestamp'),
       ('date_modified', 'modified_at', 'timestamp'),
-  ], custom_fields=true) }}
+  ], custom_fields=true, live=true) }}
 )
 
 select

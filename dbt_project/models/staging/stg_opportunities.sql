@@ -21,7 +21,7 @@ with opportunities as (
       ('date_last_contacted', 'last_contacted_at', 'timestamp'),
       ('date_created', 'created_at', 'timestamp'),
       ('date_modified', 'modified_at', 'timestamp'),
-  ], custom_fields=true) }}
+  ], custom_fields=true, live=true) }}
 )
 
 select

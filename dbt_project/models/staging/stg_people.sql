@@ -20,7 +20,7 @@ with people as (
       ('date_created', 'created_at', 'timestamp'),
       ('date_modified', 'modified_at', 'timestamp'),
       ('_dlt_id', 'dlt_id', 'text'),
-  ], custom_fields=true) }}
+  ], custom_fields=true, live=true) }}
 ),
 
 emails as (
@@ -65,7 +65,8 @@ select
   people.modified_at
   {{- copper_custom_fields('people', 'people') }}
 from people
--- the first email and phone number in Copper's order
+-- the first email and phone number in Copper's order; child rows are reached only from
+-- live people (a soft-deleted person keeps its child rows, which are never joined in)
 left join emails on emails.dlt_parent_id = people.dlt_id and emails.list_index = 0
 left join phone_numbers
   on phone_numbers.dlt_parent_id = people.dlt_id and phone_numbers.list_index = 0

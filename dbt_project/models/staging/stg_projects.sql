@@ -9,7 +9,7 @@ with projects as (
       ('details', 'details', 'text'),
       ('date_created', 'created_at', 'timestamp'),
       ('date_modified', 'modified_at', 'timestamp'),
-  ], custom_fields=true) }}
+  ], custom_fields=true, live=true) }}
 )
 
 select

@@ -14,7 +14,7 @@ with tasks as (
       ('completed_date', 'completed_at', 'timestamp'),
       ('date_created', 'created_at', 'timestamp'),
       ('date_modified', 'modified_at', 'timestamp'),
-  ], custom_fields=true) }}
+  ], custom_fields=true, live=true) }}
 )
 
 select

@@ -85,6 +85,11 @@ from airflow.sdk.exceptions import (
 DAG_ID = "copper_warehouse"
 SCHEDULE = "*/30 * * * *"  # incremental runs are cheap: a few requests when little changed
 RETRIES = 3
+# dlt normalizes in one process per task here, not one per core as copper-pipeline does: under
+# Airflow dlt starts its workers by spawning (a fresh interpreter each, ~5 s of imports), and
+# Copper's API (36,000 records a minute) stays the bottleneck for one normalizing core. Mapped
+# accounts share the worker's cores instead. A NORMALIZE__WORKERS set on the worker wins.
+NORMALIZE_WORKERS = "1"
 ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 ACCOUNT_KEYS = {
     "account", "dataset", "duckdb_path", "destination", "entities", "start_date", "dbt",
@@ -305,6 +310,7 @@ def copper_warehouse() -> None:
 
         get_current_context()["copper_account"] = account["account"]  # type: ignore[typeddict-unknown-key]
         os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+        os.environ.setdefault("NORMALIZE__WORKERS", NORMALIZE_WORKERS)
         params = params or {}
         overrides: dict[str, Any] = {"full_refresh": bool(params.get("full_refresh"))}
         if params.get("entities"):

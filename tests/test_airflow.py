@@ -254,3 +254,8 @@ def test_a_bad_accounts_variable_fails_clearly(airflow_env, tmp_path):
     assert result.returncode != 0
     assert "Variable copper_accounts: bad entry" in result.output, tail(result)
     assert tries(result, "accounts", -1) == 1  # no retry for bad configuration
+    # a manual run's parameters choose among the configured accounts
+    result = dags_test(airflow_env, accounts=[{"account": "acme"}], settings={}, connections={},
+                       conf={"accounts": ["globex"]})  # fmt: skip
+    assert result.returncode != 0
+    assert "accounts not in copper_accounts: globex" in result.output, tail(result)

@@ -268,7 +268,15 @@ def _warehouse_lost(pipeline: dlt.Pipeline, options: RunOptions) -> bool:
     if options.destination == "duckdb":
         return not Path(options.duckdb_path).exists()
     with pipeline.sql_client() as client:
-        return not client.has_dataset()
+        # not just the schema: the webhook receiver creates it for its inbox table
+        if not client.has_dataset():
+            return True
+        version = client.make_qualified_table_name(pipeline.default_schema.version_table_name)
+        try:
+            client.execute_sql(f"select 1 from {version} limit 1")
+        except Exception:
+            return True
+        return False
 
 
 def _report(

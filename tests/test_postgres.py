@@ -160,3 +160,26 @@ def test_an_empty_string_lands_as_an_empty_string(
         run(loader, loader_file_format)
     titles = {r["id"]: r["title"] for r in loader.rows("people")}
     assert titles[person["id"]] == ""
+
+
+@pytest.mark.parametrize("deletes", ["soft", "hard"])
+def test_deletions_on_postgres(
+    serve: Serve, tmp_path: Path, postgres_url: str, pg_dataset: str, deletes: str
+) -> None:
+    account = SandboxAccount.generate(seed=25, scale=0.1)
+    with serve(account) as running:
+        loader = pg_loader(tmp_path, running, postgres_url, pg_dataset)
+        loader.run(deletes=deletes, reconcile_every_hours=0)
+        gone = {name: account.snapshot(name)[3]["id"] for name in NAMES}
+        for name, record_id in gone.items():
+            account.delete(name, record_id)
+        loader.run(deletes=deletes, reconcile_every_hours=0)
+        assert_all_equal(loader)
+        for name, record_id in gone.items():
+            rows = [r for r in loader.rows(name) if r["id"] == record_id]
+            if deletes == "soft":
+                assert rows and rows[0]["_copper_deleted_at"] is not None, name
+            else:
+                assert rows == [], name
+        logged = {(r["entity"], r["id"]) for r in loader.rows("_copper_deletions")}
+        assert logged == set(gone.items())

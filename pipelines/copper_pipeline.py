@@ -13,7 +13,7 @@ from typing import Any
 
 import dlt
 
-from copper import copper_source
+from copper import copper_source, mark_deletions
 from pipelines.runner import DEFAULT_DUCKDB, LOADER_FORMAT
 from pipelines.tuning import tuned_for_throughput
 
@@ -26,6 +26,7 @@ def load_copper(destination: str = "duckdb", dataset: str = "copper") -> None:
     with tuned_for_throughput():  # GC and dlt file settings, measured in benchmarks/cpu_path.py
         # parquet into DuckDB: many times faster to load than dlt's default insert_values
         info = pipeline.run(copper_source(), loader_file_format=LOADER_FORMAT.get(destination))
+    mark_deletions(pipeline)  # soft deletes: `_copper_deleted_at` on rows Copper deleted
     print(info)
 
 
@@ -38,6 +39,7 @@ def load_some_entities() -> None:
         entities=["people", "opportunities"], start_date="2024-01-01", requests_per_minute=120
     )
     print(pipeline.run(source))
+    mark_deletions(pipeline)
 
 
 def _destination(name: str) -> Any:

@@ -10,7 +10,6 @@ import dataclasses
 import fcntl
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import pendulum
 from copper import WEBHOOK_SEQ, ClientStats, CopperError, copper_source, mark_deletions
 from copper.extract import DELETES, RECONCILE
 from copper.settings import ENTITIES, ENTITY_BY_NAME
+from pipelines.progress import progress
 from pipelines.tuning import tuned_for_throughput
 from pipelines.webhook_inbox import Inbox, WebhookEvent
 
@@ -312,32 +312,6 @@ def _report(
         budget_waits=waits,
         budget_wait_seconds=waited,
     )
-
-
-@contextlib.contextmanager
-def progress(stats: ClientStats, selected: list[str], log: Any, every: float) -> Iterator[None]:
-    """A line every `every` seconds: records and requests so far, waits on the rate limit."""
-    done = threading.Event()
-
-    def report() -> None:
-        while not done.wait(every):
-            parts = [
-                f"{name} {stats.entity(name).records:,}"
-                for name in selected
-                if stats.entity(name).requests
-            ]
-            _, waited = stats.budget_waits
-            log(
-                f"progress: {', '.join(parts) or 'starting'} records; {stats.requests:,} "
-                f"requests, {stats.throttled} x 429, {waited:.0f}s waited for the rate limit"
-            )
-
-    thread = threading.Thread(target=report, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
 
 
 @contextlib.contextmanager

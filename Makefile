@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Apache Airflow in its own venv (.venv-airflow) with this project installed into it, for
 # tests/test_airflow.py (real `airflow dags test` runs) and for trying the DAG by hand. The
 # packages both venvs share are pinned to what .venv resolved (a constraints file frozen from
-# it), so the DAG runs the dlt, duckdb and dbt versions the rest of the suite tests. ~1 min.
+# it), so the DAG runs the dlt, duckdb and dbt versions the rest of the suite tests. 60-90 s.
 AIRFLOW_VERSION := 3.3.2
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-$(AIRFLOW_VERSION)

@@ -34,7 +34,7 @@ ENTITIES = ("people", "companies", "leads", "opportunities", "projects", "tasks"
 def airflow_env(tmp_path_factory) -> dict[str, str]:
     """An AIRFLOW_HOME with a migrated sqlite database, and the environment to run in it."""
     if not (AIRFLOW.exists() and list(AIRFLOW_VENV.glob(".installed-*"))):
-        message = f"no Airflow venv at {AIRFLOW_VENV}: `make airflow` builds it (about a minute)"
+        message = f"no Airflow venv at {AIRFLOW_VENV}: `make airflow` builds it (60 to 90 s)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message + "; under CI `make test` builds it first", pytrace=False)
         pytest.skip(message)

@@ -3,7 +3,7 @@ from `.venv-airflow` (`make airflow`), against sandboxes over HTTP, then the war
 
 `dags test` runs a whole DAG run in one process, tasks one after another (mapped ones too), with
 Airflow's real scheduling decisions: mapping, retries, trigger rules, the run's final state.
-About 25 s per run of one small account on 2 cores, most of it Airflow's and dlt's start-up.
+About 20 s per run of one small account on 2 idle cores, most of it Airflow's and dlt's start-up.
 """
 
 from __future__ import annotations

@@ -30,7 +30,9 @@ def interactive(stream: Any = None) -> bool:
 
 def progress_line(stats: ClientStats, selected: list[str]) -> str:
     parts = [
-        f"{name} {stats.entity(name).records:,}" for name in selected if stats.entity(name).requests
+        f"{name} {stats.entity(name).extracted:,}"
+        for name in selected
+        if stats.entity(name).requests
     ]
     _, waited = stats.budget_waits
     return (
@@ -52,9 +54,9 @@ def progress_table(stats: ClientStats, selected: list[str], started: float) -> A
     for name in selected:
         e = stats.entity(name)
         state = "" if e.requests else " (waiting)"
-        table.add_row(f"{name}{state}", f"{e.records:,}", f"{e.requests:,}",
+        table.add_row(f"{name}{state}", f"{e.extracted:,}", f"{e.requests:,}",
                       f"{e.throttled:,}", f"{e.seconds:.1f}")  # fmt: skip
-    table.add_row("total", f"{sum(stats.entity(n).records for n in selected):,}",
+    table.add_row("total", f"{sum(stats.entity(n).extracted for n in selected):,}",
                   f"{stats.requests:,}", f"{stats.throttled:,}", "", style="bold")  # fmt: skip
     return table
 

@@ -293,7 +293,7 @@ def _report(
     entities = [
         EntityReport(
             name,
-            stats.entity(name).records,
+            stats.entity(name).extracted,
             counts.get(name, 0),
             stats.entity(name).requests,
             stats.entity(name).throttled,

@@ -66,7 +66,7 @@ def test_a_terminal_gets_a_live_table_and_a_log_gets_lines(serve, tmp_path):
 
 def test_logs_get_a_plain_line_every_interval():
     stats = ClientStats()
-    stats.entity("people").requests, stats.entity("people").records = 3, 600
+    stats.entity("people").requests, stats.entity("people").extracted = 3, 600
     lines: list[str] = []
     with progress(stats, ["people", "tasks"], lines.append, every=0.05, live=False):
         time.sleep(0.3)

@@ -92,7 +92,8 @@ class EntityStats:
 
     requests: int = 0
     throttled: int = 0
-    records: int = 0
+    records: int = 0  # records received (reconciliation listings and checks included)
+    extracted: int = 0  # records handed to dlt (set by the extraction)
     started: float | None = None  # monotonic time of the first request
     finished: float | None = None  # ... and of the last response
 

@@ -119,6 +119,7 @@ class EntityExtraction:
         return newest
 
     def _prepared(self, records: list[dict]) -> list[dict]:
+        self.client.stats.entity(self.entity.name).extracted += len(records)
         if self.entity.has_custom_fields:
             for record in records:
                 self.pivot.pivot(record, self.entity.record_type)

@@ -14,12 +14,20 @@ from .runner import RunOptions, run
 EXAMPLES = {
     "Rows per table": """
         select 'people' as entity, count(*) as n from copper.people
+            where _copper_deleted_at is null
         union all select 'companies', count(*) from copper.companies
-        union all select 'leads', count(*) from copper.leads
+            where _copper_deleted_at is null
+        union all select 'leads', count(*) from copper.leads where _copper_deleted_at is null
         union all select 'opportunities', count(*) from copper.opportunities
+            where _copper_deleted_at is null
         union all select 'projects', count(*) from copper.projects
-        union all select 'tasks', count(*) from copper.tasks
-        union all select 'activities', count(*) from copper.activities""",
+            where _copper_deleted_at is null
+        union all select 'tasks', count(*) from copper.tasks where _copper_deleted_at is null
+        union all select 'activities', count(*) from copper.activities
+            where _copper_deleted_at is null""",
+    "Deleted in Copper since the first load (found by the reconciliation)": """
+        select entity, detected_by, count(*) as records
+        from copper._copper_deletions group by all order by entity""",
     "Open pipeline value by stage": """
         select p.name as pipeline, s.name as stage, count(*) as deals,
                round(sum(o.monetary_value)) as value
@@ -42,6 +50,16 @@ EXAMPLES = {
 }
 
 
+def _users_delete_some(account: SandboxAccount) -> int:
+    """A merged duplicate, a removed lead, deleted tasks and activities: what users delete."""
+    deleted = 0
+    for entity, count in (("people", 2), ("leads", 3), ("tasks", 4), ("activities", 5)):
+        for record in account.snapshot(entity)[:count]:
+            account.delete(entity, record["id"])
+            deleted += 1
+    return deleted
+
+
 def demo(duckdb_path: Path, scale: float = 1.0) -> int:
     state_dir = duckdb_path.resolve().parent / ".copper_demo"
     if not duckdb_path.exists():
@@ -55,7 +73,6 @@ def demo(duckdb_path: Path, scale: float = 1.0) -> int:
             duckdb_path=duckdb_path,
             pipeline_name="copper_demo",
             pipelines_dir=state_dir,
-            dbt=True,
             source_options={
                 "base_url": running.base_url,
                 "api_key": running.api_key,
@@ -64,6 +81,10 @@ def demo(duckdb_path: Path, scale: float = 1.0) -> int:
             progress_every=5.0,
         )
         print(f"Loading it into {duckdb_path} ...")
+        run(options)
+        deleted = _users_delete_some(account)
+        print(f"Meanwhile Copper's users deleted {deleted} records; loading again ...")
+        options.dbt, options.reconcile_every_hours = True, 0  # look for deletions now
         report = run(options)
     print()
     print(report.table())

@@ -132,7 +132,7 @@ class EntityExtraction:
         if found is None:
             return known
         present = {r["id"] for r in found}
-        live = dict(zip(known.ids.tolist(), known.modified.tolist(), strict=True))
+        live = known.modified_of(self.webhook_ids)
         changed = [r for r in found if live.get(r["id"]) != r.get("date_modified")]
         deleted = [i for i in self.webhook_ids if i not in present and i in live]
         log.info("%s: webhooks named %d id(s): %d changed, %d deleted", self.entity.name,
@@ -142,7 +142,7 @@ class EntityExtraction:
         yield from self._deleted(deleted, live, "webhook")
         log_rows = RowLog(self.entity.reconcile_key[0])
         log_rows.add(changed)
-        return known.where(~_isin(known.ids, deleted)).updated_by(log_rows.rows())
+        return known.without(deleted).updated_by(log_rows.rows())
 
     def _fetch_ids(self, ids: list[int]) -> list[dict] | None:
         """The records of `ids` that exist. Copper documents an `ids` search filter for every
@@ -199,7 +199,7 @@ class EntityExtraction:
                  len(outcome.changed), len(outcome.deleted))  # fmt: skip
         if outcome.changed:
             yield self._prepared(outcome.changed)
-        live = dict(zip(known.ids.tolist(), known.modified.tolist(), strict=True))
+        live = known.modified_of(outcome.deleted)
         yield from self._deleted(outcome.deleted, live, "full sweep" if s.reconcile == "full"
                                  else "reconciliation")  # fmt: skip
 
@@ -235,9 +235,3 @@ def saved_cursor(state: MutableMapping[str, Any], entity: Entity) -> int | None:
         return state["cursor"]
     legacy = state.get("incremental", {}).get(entity.cursor, {}).get("last_value")
     return int(legacy) if isinstance(legacy, int | float) else None
-
-
-def _isin(ids: Any, values: list[int]) -> Any:
-    import numpy as np
-
-    return np.isin(ids, np.asarray(values, dtype=np.int64))

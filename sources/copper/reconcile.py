@@ -71,6 +71,14 @@ class KnownRows:
             np.concatenate([self.modified[keep], newer.modified[last]]),
         )
 
+    def modified_of(self, ids: Iterable[int]) -> dict[int, int]:
+        """id -> date_modified of those of `ids` these rows hold."""
+        mask = np.isin(self.ids, np.fromiter(ids, dtype=np.int64))
+        return dict(zip(self.ids[mask].tolist(), self.modified[mask].tolist(), strict=True))
+
+    def without(self, ids: Iterable[int]) -> KnownRows:
+        return self.where(~np.isin(self.ids, np.fromiter(ids, dtype=np.int64)))
+
     def where(self, mask: np.ndarray) -> KnownRows:
         return KnownRows(self.ids[mask], self.keys[mask], self.modified[mask])
 

@@ -243,10 +243,20 @@ def test_a_warehouse_without_deletions_builds_an_empty_fct_deletions(
         loader = Loader(tmp_path, running)
         loader.run()
         lines = build(loader)
-        assert loader.query("select count(*) as n from copper_reporting.fct_deletions") == [
-            {"n": 0}
-        ]
-    assert " 0 warnings" in lines[-1], lines
+        count = "select count(*) as n from copper_reporting.fct_deletions"
+        assert loader.query(count) == [{"n": 0}]
+        assert " 0 warnings" in lines[-1], lines
+
+        # a warehouse loaded before deletions were tracked: no log, no deletion column
+        with loader.pipeline.sql_client() as client:
+            log = client.make_qualified_table_name("_copper_deletions")
+            client.execute_sql(f"drop table {log}")
+            for name in NAMES:
+                table = client.make_qualified_table_name(name)
+                client.execute_sql(f"alter table {table} drop column _copper_deleted_at")
+        build(loader)
+        assert loader.query(count) == [{"n": 0}]
+        assert_only_live_records(loader, account, "copper_reporting")
 
 
 def test_the_notebook_counts_live_records_only(

@@ -17,17 +17,18 @@
 {%- endmacro %}
 
 
-{#- name -> data type of the columns of `relation`; none when the table does not exist. -#}
+{#- name -> data type of the columns of `relation`; none when the table does not exist.
+    Read from the information schema, never through adapter.get_relation: dbt fills its
+    relation cache for a schema one relation at a time while other threads read it, so under
+    load get_relation can miss a table that exists (and a staging model would come out empty).
+    Every table dlt creates has columns, so none found means no table. -#}
 {% macro copper_existing_columns(relation) -%}
   {%- if not execute -%}{{ return({}) }}{%- endif -%}
-  {%- set found = adapter.get_relation(
-      database=relation.database, schema=relation.schema, identifier=relation.identifier) -%}
-  {%- if found is none -%}{{ return(none) }}{%- endif -%}
   {%- set columns = {} -%}
-  {%- for column in adapter.get_columns_in_relation(found) -%}
+  {%- for column in adapter.get_columns_in_relation(relation) -%}
     {%- do columns.update({column.name | lower: column.dtype | lower}) -%}
   {%- endfor -%}
-  {{ return(columns) }}
+  {{ return(columns if columns else none) }}
 {%- endmacro %}
 
 

@@ -203,6 +203,7 @@ def test_deletions_logged_but_not_marked_yet_are_left_out(serve: Any, tmp_path: 
             for name in NAMES:
                 table = client.make_qualified_table_name(name)
                 client.execute_sql(f"update {table} set _copper_deleted_at = null")
+        assert all(r["_copper_deleted_at"] is None for name in NAMES for r in loader.rows(name))
         build(loader)
         assert_only_live_records(loader, account, "copper_reporting")
         assert_deletions_listed(loader, "copper_reporting", deleted, soft=True)

@@ -51,7 +51,7 @@ FALLBACK_HINT: dict = {"data_type": "text"}  # a data_type Copper adds later is 
 _NAMING = NamingConvention()
 _ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER = re.compile(r"\d+")
+_INTEGER = re.compile(r"\d{1,20}")  # ids are 64-bit; int() of 4,300+ digits raises
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ].+)?")
 _MIN_EPOCH = -62_135_596_800  # 0001-01-01T00:00:00Z
 _MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -338,10 +338,15 @@ def _checkbox(column: str, warn: Warn) -> Converter:
     return convert
 
 
-def _number(column: str, warn: Warn, limit: float = math.inf) -> Converter:
-    def convert(value: Any) -> float | None:
+def _number(column: str, warn: Warn, limit: float = math.inf, exact: bool = False) -> Converter:
+    """`exact` (Currency): ints stay ints, which dlt turns into decimals digit for digit (as
+    a float, 2**53 + 1 would land as 2**53)."""
+
+    def convert(value: Any) -> float | int | None:
         if value.__class__ is float and -limit < value < limit:
             return value  # also rejects NaN
+        if exact and value.__class__ is int and -limit < value < limit:
+            return value
         number = _as_number(value)
         if number is None:
             warn(column, "invalid number", value)
@@ -383,7 +388,7 @@ def _converter(spec: FieldSpec, warn: Warn) -> Converter:
     if data_type == "Checkbox":
         return _checkbox(column, warn)
     if data_type == "Currency":
-        return _number(column, warn, _MAX_CURRENCY)
+        return _number(column, warn, _MAX_CURRENCY, exact=True)
     if data_type in ("Float", "Percentage"):
         return _number(column, warn)
     return _text(column, warn)  # String, Text, URL and any data_type Copper adds later

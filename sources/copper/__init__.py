@@ -17,6 +17,7 @@ from typing import Any
 
 import dlt
 import pendulum
+from dlt.common.data_types import coerce_value, py_type_to_sc_type
 from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
@@ -36,6 +37,7 @@ from .settings import (
     ENTITIES,
     ENTITY_BY_NAME,
     ENTITY_BY_WEBHOOK_TYPE,
+    LATEST,
     MONEY,
     PAGE_SIZE,
     REFERENCES,
@@ -61,6 +63,7 @@ log = logging.getLogger("copper")
 STATE_COLUMNS = "custom_field_columns"
 WEBHOOK_SEQ = "webhook_seq"  # source state: the last inbox event applied
 WEBHOOK_EVENTS = "_copper_webhook_events"
+_EPOCHS = range(-62_135_596_800, LATEST + 1)  # epoch seconds of years 1-9999
 
 
 @dlt.source(name="copper", max_table_nesting=1)
@@ -290,18 +293,39 @@ def _entity_resource(
 def _dlt_row(fields: tuple[str, ...]) -> Callable[[dict], dict]:
     """A record as dlt should get it, prepared here, cheaply, rather than in dlt's normalizer:
     unset values left out (a missing key loads as NULL; a third of all values are unset) and
-    timestamps as aware datetimes."""
+    timestamps as aware datetimes. A timestamp value that is no epoch second of years 1-9999
+    is kept as it came, in the variant column dlt gives values it cannot coerce
+    (`date_created__v_bigint`...), with one warning per field: handed to dlt as it is, some
+    (a time in nanoseconds, for one) fail its normalizer, and with it every later load."""
+    warned: set[str] = set()
 
     def convert(record: dict) -> dict:
         for key in [key for key, value in record.items() if value is None]:
             del record[key]
         for name in fields:
             value = record.get(name)
-            if value.__class__ is int:
+            if value.__class__ is int and value in _EPOCHS:
                 record[name] = datetime.fromtimestamp(value, UTC)
+            elif value is not None and not _coerces_to_timestamp(value):
+                variant = f"{name}__v_{py_type_to_sc_type(type(value))}"
+                record[variant] = record.pop(name)
+                if name not in warned:
+                    warned.add(name)
+                    log.warning("%s: %.200r is no timestamp, kept in %s", name, value, variant)
         return record
 
     return convert
+
+
+def _coerces_to_timestamp(value: Any) -> bool:
+    """Whether dlt's normalizer turns `value` into a timestamp (an int: one in range)."""
+    if value.__class__ is int:
+        return False
+    try:
+        coerce_value("timestamp", py_type_to_sc_type(type(value)), value)
+    except Exception:  # ValueError, and the OSError some out-of-range numbers raise
+        return False
+    return True
 
 
 def _reference_resource(reference: Reference, client: CopperClient) -> DltResource:

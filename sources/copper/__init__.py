@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import dlt
 import pendulum
@@ -121,17 +122,22 @@ def copper_source(
             callers that report on the run (the `copper-pipeline` summary does).
     """
     initial = _start_timestamp(start_date)
-    if requests_per_minute < 1 or rate_limit_window <= 0:
-        raise ValueError(
-            "requests_per_minute must be 1 or more and rate_limit_window positive, got "
-            f"{requests_per_minute} and {rate_limit_window}"
-        )
-    if deletes not in DELETES or reconcile not in RECONCILE or reconcile_every_hours < 0:
-        raise ValueError(
-            f"deletes must be one of {DELETES}, reconcile one of {RECONCILE} and "
-            f"reconcile_every_hours 0 or more; got {deletes!r}, {reconcile!r}, "
-            f"{reconcile_every_hours!r}"
-        )
+    _check_settings(
+        base_url=base_url,
+        numbers={
+            "requests_per_minute": (requests_per_minute, 1),
+            "rate_limit_window": (rate_limit_window, 0.001),
+            "activity_lookback_days": (activity_lookback_days, 0),
+            "max_window_records": (max_window_records, 1),
+            "window_workers": (window_workers, 1),
+            "min_split_records": (min_split_records, 1),
+            "request_timeout": (request_timeout, 0.001),
+            "max_attempts": (max_attempts, 1),
+            "max_backoff": (max_backoff, 0),
+            "reconcile_every_hours": (reconcile_every_hours, 0),
+        },
+        choices={"deletes": (deletes, DELETES), "reconcile": (reconcile, RECONCILE)},
+    )
     unknown = set(entities or ()) - set(ENTITY_BY_NAME)
     if unknown:
         raise ValueError(
@@ -187,6 +193,26 @@ def copper_source(
         else:
             yield _reference_resource(reference, client)
     yield _mapping_resource(pivot)
+
+
+def _check_settings(
+    base_url: str,
+    numbers: dict[str, tuple[float, float]],
+    choices: dict[str, tuple[str, tuple[str, ...]]],
+) -> None:
+    """Refuse a bad setting, before any request, with a message naming it ("bad ...")."""
+    url = urlsplit(str(base_url))
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(
+            f"bad sources.copper.base_url {base_url!r}: use an http(s) URL such as {BASE_URL}"
+        )
+    for name, (value, least) in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= least:
+            at_least = "positive" if 0 < least < 1 else f"{least} or more"
+            raise ValueError(f"bad sources.copper.{name} {value!r}: use a number, {at_least}")
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ValueError(f"bad sources.copper.{name} {value!r}: choose {', '.join(allowed)}")
 
 
 def _warehouse_rows(entity: Entity) -> KnownRows:

@@ -13,11 +13,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from errno import EACCES, EPERM, EROFS
 from pathlib import Path
 from typing import Any
 
 import dlt
 import pendulum
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from copper import WEBHOOK_SEQ, ClientStats, CopperError, copper_source, mark_deletions
 from copper.extract import DELETES, RECONCILE
@@ -38,6 +40,7 @@ DESTINATIONS = ("duckdb", "postgres")
 # not see, which a sparse field far down a large load triggers. Postgres keeps insert_values:
 # dlt's csv for it turns "" into NULL.
 LOADER_FORMAT = {"duckdb": "parquet"}
+_NAMING = NamingConvention()  # dlt's default: how it names schemas
 
 
 class RunError(Exception):
@@ -82,6 +85,12 @@ class RunOptions:
         if unknown:
             raise RunError(
                 f"unknown entity {', '.join(unknown)}; choose from {', '.join(ENTITY_BY_NAME)}"
+            )
+        if _NAMING.normalize_identifier(self.dataset or "_") != self.dataset:
+            raise RunError(
+                f"bad --dataset {self.dataset!r}: dlt would load into "
+                f"{_NAMING.normalize_identifier(self.dataset or '_')!r}; use lowercase letters, "
+                "digits and _ (such as copper)"
             )
         if self.destination == "duckdb" and Path(self.duckdb_path).stem == self.dataset:
             raise RunError(
@@ -383,6 +392,12 @@ def explain(exc: BaseException, options: RunOptions) -> str:
             return f"Postgres unreachable: {text}"
         if name == "ConfigFieldMissingException":
             return f"missing configuration: {text}"
+        if name == "ConfigValueCannotBeCoercedException":
+            field, value = cause.field_name, cause.field_value  # type: ignore[attr-defined]
+            hint = getattr(cause.hint, "__name__", cause.hint)  # type: ignore[attr-defined]
+            return f"bad setting {field} {value!r}: cannot be read as {hint}"
+        if isinstance(cause, OSError) and cause.errno in (EACCES, EPERM, EROFS):
+            return f"cannot write {cause.filename}: {cause.strerror}"
         if isinstance(cause, ValueError) and "dlt" not in type(cause).__module__:
             return text
     root = chain[-1]

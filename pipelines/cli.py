@@ -19,6 +19,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from copper.extract import DELETES
 from copper.settings import ENTITIES
@@ -28,8 +29,15 @@ from .runner import DEFAULT_DUCKDB, DESTINATIONS, RunError, RunOptions, run
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, as every other error (the usage is in -h)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="copper-pipeline",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -95,6 +103,9 @@ def _warehouse_args(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
+    folder = args.duckdb_path.parent
+    if args.destination == "duckdb" and not folder.is_dir():
+        raise RunError(f"bad --duckdb-path {args.duckdb_path}: no folder {folder}; create it first")
     entities = [e.strip() for e in args.entities.split(",") if e.strip()] if args.entities else None
     reconciling = args.command == "reconcile"
     return RunOptions(

@@ -23,20 +23,27 @@ def copper_setting(name: str, default: object = None) -> object:
     return default if value is None else value
 
 
+def configured_client() -> tuple[CopperClient, Credentials]:
+    """A client with the source's credentials (`sources.copper.api_key`, `user_email` or
+    `access_token`, `base_url`), for one-off commands: few retries, short backoff."""
+    try:
+        credentials = Credentials(
+            api_key=copper_setting("api_key"),  # type: ignore[arg-type]
+            user_email=copper_setting("user_email"),  # type: ignore[arg-type]
+            access_token=copper_setting("access_token"),  # type: ignore[arg-type]
+        )
+    except ValueError as exc:
+        raise RunError(f"missing configuration: {exc}") from None
+    base_url = str(copper_setting("base_url", BASE_URL))
+    return CopperClient(credentials, base_url, max_attempts=3, max_backoff=2), credentials
+
+
 def check(options: RunOptions) -> str:
     """GET /account with the configured credentials; describe what a run would load."""
     options.validate()
     base_url = str(copper_setting("base_url", BASE_URL))
     with explained(options):
-        try:
-            credentials = Credentials(
-                api_key=copper_setting("api_key"),  # type: ignore[arg-type]
-                user_email=copper_setting("user_email"),  # type: ignore[arg-type]
-                access_token=copper_setting("access_token"),  # type: ignore[arg-type]
-            )
-        except ValueError as exc:
-            raise RunError(f"missing configuration: {exc}") from None
-        client = CopperClient(credentials, base_url, max_attempts=3, max_backoff=2)
+        client, credentials = configured_client()
         try:
             account = client.get("/account", context="check")
         finally:

@@ -17,10 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from copper import CopperClient
-from copper.client import Credentials
-from copper.settings import BASE_URL
 
-from .check import copper_setting
+from .check import configured_client
 from .runner import RunError
 from .webhook_inbox import EVENTS, TYPES
 
@@ -30,18 +28,8 @@ Log = Callable[[str], None]
 
 
 def make_client() -> CopperClient:
-    """A client with the source's credentials (`sources.copper.api_key`, `user_email` or
-    `access_token`, `base_url`), as `copper-pipeline check` builds it."""
-    try:
-        credentials = Credentials(
-            api_key=copper_setting("api_key"),  # type: ignore[arg-type]
-            user_email=copper_setting("user_email"),  # type: ignore[arg-type]
-            access_token=copper_setting("access_token"),  # type: ignore[arg-type]
-        )
-    except ValueError as exc:
-        raise RunError(f"missing configuration: {exc}") from None
-    base_url = str(copper_setting("base_url", BASE_URL))
-    return CopperClient(credentials, base_url, max_attempts=3, max_backoff=2)
+    """A client with the source's credentials, as `copper-pipeline check` builds it."""
+    return configured_client()[0]
 
 
 def check_target(target: str) -> str:

@@ -38,15 +38,7 @@ MARTS = {  # entity -> (mart, its key)
     "opportunities": ("fct_opportunities", "opportunity_id"),
     "activities": ("fct_activities", "activity_id"),
 }
-RECORD_TYPES = {
-    "people": "person",
-    "companies": "company",
-    "leads": "lead",
-    "opportunities": "opportunity",
-    "projects": "project",
-    "tasks": "task",
-    "activities": "activity",
-}
+RECORD_TYPES = {e.name: e.record_type for e in ENTITIES}  # the source's own table
 
 
 def delete_some(account: SandboxAccount, per_entity: int, seed: int) -> dict[str, list[dict]]:

@@ -40,6 +40,8 @@ API_PREFIX = "/developer_api/v1"
 ADMIN_HEADER = "X-Sandbox-Admin-Token"
 Handler = Callable[[Request], Awaitable[Response]]
 DELETABLE = ("people", "companies", "leads", "opportunities", "tasks")  # Copper documents DELETE
+UNAUTHENTICATED = "Invalid User Email / API Key / Application"  # Copper's 401 message
+FORBIDDEN = "You do not have permission to perform this action"
 
 
 def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
@@ -49,6 +51,13 @@ def json_response(payload: Any, status: int = 200, headers: dict | None = None) 
 
 def error(status: int, message: str, headers: dict | None = None) -> Response:
     return json_response({"success": False, "status": status, "message": message}, status, headers)
+
+
+def garbled(body: bytes) -> bytes:
+    """`body` whole, but no longer JSON: bytes flipped in the middle, as a broken proxy or a
+    bad buffer would deliver it (same length, so only parsing tells)."""
+    middle = len(body) // 2
+    return body[:middle] + b"\x00}{\xff"[: max(1, len(body) - middle)] + body[middle + 4 :]
 
 
 class CutResponse(Response):
@@ -145,13 +154,17 @@ class Sandbox:
 
     async def _answer(self, request: Request, handler: Handler) -> tuple[Response, int]:
         _, fault, delay = self.chaos.next_request()
-        if not self._authenticated(request):
-            return error(401, "Invalid User Email / API Key / Application"), 0
-        wait = self.chaos.limiter.acquire(
-            self.config.requests_per_window, self.config.window_seconds
-        )
+        if fault == "401" or not self._authenticated(request):
+            return error(401, UNAUTHENTICATED), 0
+        if fault == "403":
+            return error(403, FORBIDDEN), 0
+        cfg = self.config
+        if fault == "429":  # a storm: refused whatever the limiter says, and not counted
+            wait: float | None = cfg.window_seconds / max(1, cfg.requests_per_window)
+        else:
+            wait = self.chaos.limiter.acquire(cfg.requests_per_window, cfg.window_seconds)
         if wait is not None:
-            headers = {"Retry-After": str(math.ceil(wait))} if self.config.retry_after else None
+            headers = {"Retry-After": str(math.ceil(wait))} if cfg.retry_after else None
             return error(429, "Rate limit exceeded", headers), 0
         if delay:
             await asyncio.sleep(delay)
@@ -173,6 +186,9 @@ class Sandbox:
             return Response(body, response.status_code, media_type="application/json"), records
         if fault == "reset":
             return CutResponse(response.body, response.status_code), 0
+        if fault == "malformed":
+            return Response(garbled(response.body), response.status_code,
+                            media_type="application/json"), 0  # fmt: skip
         return response, records
 
     def _authenticated(self, request: Request) -> bool:

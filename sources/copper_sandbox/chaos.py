@@ -13,7 +13,15 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 
-FAULT_KINDS = ("500", "502", "503", "hang", "truncated", "reset")
+# 500/502/503: a server error; hang: no answer for `hang_seconds`; truncated: a 200 whose JSON
+# stops halfway; reset: the connection dropped mid-body; malformed: a 200 whose body is garbled,
+# not JSON; 429: refused as rate limited (Retry-After when `retry_after`), whatever the limiter
+# says: a storm; 401: refused as unauthenticated, as Copper answers a revoked key; 403: refused
+# as forbidden, as Copper answers a user whose role lost access. Script a run of 401s (or set
+# `faults={"401": 1.0}` over the admin API) for a key revoked for good.
+FAULT_KINDS = (
+    "500", "502", "503", "hang", "truncated", "reset", "malformed", "429", "401", "403",
+)  # fmt: skip
 
 
 @dataclass

@@ -14,17 +14,21 @@ copper-pipeline webhooks list | remove [--target URL | --id N ...]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import multiprocessing
 import os
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 from copper.extract import DELETES
 from copper.settings import ENTITIES
 
-from .runner import DEFAULT_DUCKDB, DESTINATIONS, RunError, RunOptions, run
+from .runner import DEFAULT_DUCKDB, DESTINATIONS, Interrupted, RunError, RunOptions, run
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -140,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     setup_logging(verbose)
     try:
+        with _terminate_as_interrupt():
+            return _command(args, verbose)
+    except KeyboardInterrupt as exc:
+        _exit_interrupted(args, exc)
+
+
+def _command(args: argparse.Namespace, verbose: bool) -> int:
+    try:
         if args.command in ("run", "reconcile"):
             report = run(options_from(args))
             print(report.table())
@@ -162,6 +174,44 @@ def main(argv: list[str] | None = None) -> int:
         name = " ".join(filter(None, (args.command, getattr(args, "webhooks_command", None))))
         print(f"copper-pipeline {name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if _is_usage(exc) else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (systemd, Airflow, `kill`) stops a run as Ctrl-C does: cleanly, in one line.
+    dlt's own handlers are off: they hold a signal until a step's jobs drain, or lose it when
+    the step ends first."""
+    os.environ["RUNTIME__INTERCEPT_SIGNALS"] = "false"
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding host): leave its handlers alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_interrupted(args: argparse.Namespace, exc: KeyboardInterrupt) -> NoReturn:
+    """One line, then exit at once: worker threads mid-request and normalize processes are
+    abandoned, as a crash would abandon them. Nothing is lost: cursors advance only with the
+    data they belong to, and the next run first loads whatever this one had extracted."""
+    name = getattr(exc, "signal_name", "SIGINT")
+    print(
+        f"copper-pipeline {args.command}: interrupted by {name}; what was loaded stays, "
+        "and the next run carries on from there",
+        file=sys.stderr,
+        flush=True,
+    )
+    for child in multiprocessing.active_children():
+        child.kill()
+    sys.stdout.flush()
+    os._exit(128 + signal.Signals[name].value)
 
 
 def _is_usage(exc: RunError) -> bool:

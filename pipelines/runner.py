@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import fcntl
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,14 @@ _NAMING = NamingConvention()  # dlt's default: how it names schemas
 
 class RunError(Exception):
     """A run that failed; the message is one line a person understands."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (Ctrl-C, SIGTERM); what it loaded stays loaded."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
 @dataclass
@@ -213,6 +222,7 @@ def _run(options: RunOptions, log: Any = None) -> RunReport:
                 "earlier runs: forgetting them, so this run is a full load"
             )
             pipeline = pipeline.drop()
+        _finish_interrupted_load(pipeline, log)
         mark_deletions(pipeline)  # of a run that died between its load and this step
         events = _webhook_events(pipeline, options, selected)
         source_options = options.copper_options()
@@ -243,6 +253,17 @@ def _run(options: RunOptions, log: Any = None) -> RunReport:
         if options.dbt:
             run_dbt(pipeline, log)
     return report
+
+
+def _finish_interrupted_load(pipeline: dlt.Pipeline, log: Any) -> None:
+    """Load what a run that died after extracting left behind (its cursors travel with it),
+    before extracting anew: dlt's `run` would otherwise load only that and stop."""
+    if not pipeline.has_pending_data:
+        return
+    log("finishing the load of an interrupted run first (its data is already extracted)")
+    if pipeline.list_extracted_load_packages():
+        pipeline.normalize()  # in the file format chosen when they were extracted
+    pipeline.load().raise_on_failed_jobs()
 
 
 def _inbox(options: RunOptions) -> Inbox:
@@ -371,8 +392,20 @@ def explained(options: RunOptions) -> Iterator[None]:
         yield
     except RunError:
         raise
+    except KeyboardInterrupt as exc:
+        raise _interrupted(exc) from None
     except Exception as exc:
+        stop = next((c for c in _causes(exc) if isinstance(c, KeyboardInterrupt)), None)
+        if stop is not None:  # dlt wraps a signal in normalize or load into its step error
+            raise _interrupted(stop) from None
         raise RunError(explain(exc, options)) from exc
+
+
+def _interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    if isinstance(exc, Interrupted):
+        return exc
+    code = getattr(exc, "signal_code", signal.SIGINT)  # dlt's SignalReceivedException
+    return Interrupted(signal.Signals(code).name)
 
 
 def explain(exc: BaseException, options: RunOptions) -> str:

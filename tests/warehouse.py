@@ -38,10 +38,11 @@ class Loader:
         name: str = "copper_test",
         destination: Any = None,
         dataset: str = "copper",
+        duckdb_path: Path | None = None,
     ) -> None:
         self.root = root
         self.running = running
-        self.db_path = root / f"{name}.duckdb"
+        self.db_path = duckdb_path or root / f"{name}.duckdb"
         self.pipeline = dlt.pipeline(
             pipeline_name=name,
             pipelines_dir=str(root / "pipelines"),

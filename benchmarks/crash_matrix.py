@@ -4,8 +4,8 @@
 
 One sandbox account (served in this process, no rate limit) and, per case, a fresh warehouse
 folder: `copper-pipeline run` (a subprocess, as cron starts it) is stopped at the point by the
-signal while people edit records in Copper (chaos edits); Copper then changes (edits, deletions,
-a new record); the next `copper-pipeline run` must exit 0 and leave every entity's live rows
+signal while people edit records in Copper; Copper then changes (edits, deletions, new
+records); the next `copper-pipeline run` must exit 0 and leave every entity's live rows
 exactly equal to Copper's records. Prints a markdown table (benchmarks/README.md keeps one).
 The same harness, on fewer cases, is tests/test_crash_safety.py.
 """

@@ -351,6 +351,7 @@ def run_lock(pipeline: dlt.Pipeline, options: RunOptions) -> Iterator[None]:
     if options.destination == "duckdb":
         path = Path(f"{options.duckdb_path}.lock")
         path.parent.mkdir(parents=True, exist_ok=True)
+        first = not path.exists()
         with open(path, "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -370,6 +371,8 @@ def run_lock(pipeline: dlt.Pipeline, options: RunOptions) -> Iterator[None]:
             finally:
                 handle.seek(0)
                 handle.truncate()
+                if first and not Path(options.duckdb_path).exists():
+                    path.unlink()  # a run refused before it made a warehouse leaves no file
         return
     with pipeline.sql_client() as client:
         key = f"copper-pipeline:{options.dataset}"

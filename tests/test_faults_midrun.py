@@ -331,7 +331,10 @@ def tmpfs(path: Path, size: int) -> Iterator[Path]:
 
 
 def used(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes `path` takes on a tmpfs: whole 4 KiB pages per file and per folder."""
+    return sum(
+        -(-p.stat().st_size // 4096) * 4096 if p.is_file() else 4096 for p in path.rglob("*")
+    )
 
 
 def grow(path: Path, size: int) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -62,3 +63,15 @@ def test_every_fault_kind_is_accepted_by_the_config():
     config.update(faults=dict.fromkeys(FAULT_KINDS, 0.01))
     with pytest.raises(ValueError, match="unknown fault kind"):
         config.update(faults={"418": 1.0})
+
+
+def test_a_client_gone_during_a_hang_is_not_an_error_of_the_sandbox(serve):
+    """A client that timed out during a hang has left before its body was read: the sandbox
+    drops the request (counted as 499, nginx's "client closed request"), raising nothing."""
+    with serve(scripted_faults={1: "hang"}, hang_seconds=0.6) as running:
+        with client_for(running) as client, pytest.raises(httpx.ReadTimeout):
+            client.post("/people/search", json={"page_size": 5}, timeout=0.2)
+        time.sleep(0.8)
+        with client_for(running) as client:
+            assert client.post("/people/search", json={"page_size": 5}).status_code == 200
+        assert running.stats()["by_status"] == {"499": 1, "200": 1}

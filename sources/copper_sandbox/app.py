@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -174,6 +174,8 @@ class Sandbox:
             await asyncio.sleep(self.config.hang_seconds)
         try:
             response = await handler(request)
+        except ClientDisconnect:  # gone while the sandbox stalled (a hang): nobody to answer
+            return Response(status_code=499), 0
         except NotFound as exc:
             return error(404, str(exc.args[0])), 0
         except (SearchError, InvalidInput) as exc:

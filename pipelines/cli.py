@@ -133,8 +133,9 @@ def setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     logging.getLogger("copper").setLevel(logging.INFO if verbose else logging.WARNING)
-    if not verbose:  # dlt's own chatter (e.g. columns without data yet) is not for cron logs
-        os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
+    if not verbose:  # dlt's own chatter (columns without data yet, each failed try of a load
+        # job with its traceback) is not for cron logs: a failed run ends in one line of ours
+        os.environ.setdefault("RUNTIME__LOG_LEVEL", "CRITICAL")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")  # no calls home from cron
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from errno import EACCES, EPERM, EROFS
+from errno import EACCES, ENOSPC, EPERM, EROFS
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,7 @@ def _run(options: RunOptions, log: Any = None) -> RunReport:
     selected = options.entities or [e.name for e in ENTITIES]
     stats = ClientStats()
     started = datetime.now(UTC)
-    with explained(options), run_lock(pipeline, options):
+    with explained(options, pipeline.pipelines_dir), run_lock(pipeline, options):
         if _warehouse_lost(pipeline, options):
             log(
                 "the warehouse has no Copper data but this machine remembers cursors from "
@@ -389,7 +389,7 @@ def run_lock(pipeline: dlt.Pipeline, options: RunOptions) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def explained(options: RunOptions) -> Iterator[None]:
+def explained(options: RunOptions, pipelines_dir: str | None = None) -> Iterator[None]:
     """Turn whatever went wrong into RunError with one line naming the cause."""
     try:
         yield
@@ -401,7 +401,7 @@ def explained(options: RunOptions) -> Iterator[None]:
         stop = next((c for c in _causes(exc) if isinstance(c, KeyboardInterrupt)), None)
         if stop is not None:  # dlt wraps a signal in normalize or load into its step error
             raise _interrupted(stop) from None
-        raise RunError(explain(exc, options)) from exc
+        raise RunError(explain(exc, options, pipelines_dir)) from exc
 
 
 def _interrupted(exc: KeyboardInterrupt) -> Interrupted:
@@ -411,7 +411,7 @@ def _interrupted(exc: KeyboardInterrupt) -> Interrupted:
     return Interrupted(signal.Signals(code).name)
 
 
-def explain(exc: BaseException, options: RunOptions) -> str:
+def explain(exc: BaseException, options: RunOptions, pipelines_dir: str | None = None) -> str:
     chain = list(_causes(exc))
     for cause in chain:
         if isinstance(cause, CopperError | RunError):
@@ -434,6 +434,11 @@ def explain(exc: BaseException, options: RunOptions) -> str:
             return f"bad setting {field} {value!r}: cannot be read as {hint}"
         if isinstance(cause, OSError) and cause.errno in (EACCES, EPERM, EROFS):
             return f"cannot write {cause.filename}: {cause.strerror}"
+        if isinstance(cause, OSError) and cause.errno == ENOSPC:
+            where = cause.filename or pipelines_dir or "a file"
+            return f"disk full: cannot write {where}: No space left on device"
+        if "no space left on device" in text.lower():  # DuckDB's, naming its file
+            return f"disk full: {text}"
         if isinstance(cause, ValueError) and "dlt" not in type(cause).__module__:
             return text
     root = chain[-1]

@@ -69,6 +69,14 @@ class EntityExtraction:
         self.lookback = lookback_days * 86_400
         self.expected = expected
         self.webhook_ids = sorted(set(webhook_ids))
+        # until it has planned, the run counts this entity in the work left (no request here)
+        client.budget.board.expect_plan()
+        self._planned = False
+
+    def _done_planning(self) -> None:
+        if not self._planned:
+            self._planned = True
+            self.client.budget.board.planned()
 
     def search(self, body: dict, context: str) -> tuple[list[dict], int | None]:
         return self.client.search(self.entity.name, body, context)
@@ -96,15 +104,20 @@ class EntityExtraction:
         # future-dated records (activities) are read too, but never move the cursor past
         # the run's start: an activity logged later with an earlier date is still found
         hi = LATEST if entity.future_dated else s.run_start
+        board = self.client.budget.board
         if lo > hi:
+            self._done_planning()
             return None
         walker = WindowWalker(entity, self.search)
         split_at = s.run_start if entity.future_dated else None
-        planned = walker.plan(lo, hi, s.max_window_records, split_at=split_at)
+        try:
+            planned = walker.plan(lo, hi, s.max_window_records, split_at=split_at)
+        finally:
+            self._done_planning()
         log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
         newest, count, last_report = None, 0, time.monotonic()
-        spare = self.client.budget.has_spare_capacity
-        for page in read_windows(walker, planned, s.window_workers, spare, s.min_split_records):
+        pages = read_windows(walker, planned, s.window_workers, board, s.min_split_records)
+        for page in pages:
             seen.add(page)
             values = [v for r in page if isinstance(v := r.get(entity.cursor), int)]
             values = [v for v in values if v <= s.run_start]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import pendulum
 
+from .rate_limit import WalkBoard, request_priority
 from .settings import PAGE_SIZE, SEARCH_CAP, Entity
 
 log = logging.getLogger("copper")
@@ -63,7 +64,12 @@ class Stretch:
     """The range of the first walk key that one walk covers, shrinkable while it runs.
 
     An idle worker takes the upper half of the busiest stretch (`split`); the walk notices
-    its lowered bound at its next page and stops there, so the halves never overlap.
+    its lowered bound at its next page and stops there, so the halves never overlap. The
+    split point is the middle of the key range left, unless that range is far wider than the
+    rows left would fill at the density of the walk's last page (walk-key seconds per row):
+    an open-ended window (future-dated activities, up to 9999) would be split in year 5000,
+    leaving one half empty, so there the split is where half the rows left are expected at
+    that density. A walk that has not read a page of its own yet is not split.
     """
 
     window: Window
@@ -74,6 +80,7 @@ class Stretch:
     first_total: int | None = None  # X-PW-TOTAL that came with `first_page`
     cursor: int | None = None  # where the walk has got to
     remaining: int | None = None  # rows still to read, estimated from X-PW-TOTAL
+    per_row: float | None = None  # walk-key seconds per row on the walk's last full page
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def split(self, min_records: int) -> Stretch | None:
@@ -83,10 +90,13 @@ class Stretch:
             top = self.top if self.hi is None else self.hi
             if self.remaining is None or self.remaining < min_records or start is None:
                 return None
-            if top - start < 2:
+            if top - start < 2 or not self.per_row:
                 return None
-            mid = start + (top - start) // 2
             half = self.remaining // 2
+            if top - start > 4 * self.per_row * self.remaining:
+                mid = min(max(start + int(self.per_row * half), start + 1), top - 1)
+            else:
+                mid = start + (top - start) // 2
             self.hi, self.remaining = mid, self.remaining - half
             return Stretch(self.window, mid + 1, top, self.top, remaining=half)
 
@@ -94,11 +104,15 @@ class Stretch:
         with self.lock:
             return self.hi
 
-    def advance(self, cursor: int | None, remaining: int | None) -> None:
+    def advance(
+        self, cursor: int | None, remaining: int | None, rows: int = 0, first: object = None
+    ) -> None:
         with self.lock:
             self.cursor = cursor
             if remaining is not None:
                 self.remaining = remaining
+            if isinstance(first, int) and isinstance(cursor, int) and cursor > first and rows > 1:
+                self.per_row = (cursor - first) / (rows - 1)
 
 
 class WindowWalker:
@@ -207,7 +221,8 @@ class WindowWalker:
                 raw, total, first_page = first_page, first_total, None
             else:
                 context = self._context(window, f"{key} >= {cursor}, page {page_number}")
-                raw, total = self.search(body, context)
+                with request_priority(None if stretch is None else stretch.remaining or 0):
+                    raw, total = self.search(body, context)
             if stretch is not None:
                 hi = stretch.upper()  # ... possibly while this request was in flight
             accept = self._acceptor(body)
@@ -225,7 +240,8 @@ class WindowWalker:
             full = len(raw) == self.page_size
             keys = [(r["id"], r.get(key)) for r in raw] if full else []
             if stretch is not None and keys:
-                stretch.advance(keys[-1][1], None if total is None else total - len(raw))
+                left = None if total is None else total - len(raw)
+                stretch.advance(keys[-1][1], left, len(raw), keys[0][1])
             if fresh:
                 yield fresh
             if not full or beyond or (total is not None and len(raw) >= total):
@@ -364,19 +380,27 @@ def read_windows(
     walker: WindowWalker,
     planned: list[PlannedWindow],
     workers: int,
-    spare: Callable[[], bool] = lambda: True,
+    board: WalkBoard | None = None,
     min_split: int = 10_000,
 ) -> Iterator[list[dict]]:
     """Pages of every window, with up to `workers` walks at once.
 
-    Windows are walked side by side; when a worker is idle and `spare()` says the request
-    budget has room, it takes the upper half of the busiest walk with at least `min_split`
-    rows left (each split costs about one extra request).
+    Windows are walked side by side; when a worker is idle and the run's `board` says the
+    busiest walk would outlast the request budget (its chain of pages is longer than the
+    budget needs for everything left), the worker takes the upper half of it, if at least
+    `min_split` rows are left (each split costs about one extra request). Without a board,
+    walks are never split.
     """
     stretches = [walker.stretch(p) for p in planned]
+    for stretch in stretches if board is not None else ():
+        board.started(stretch)  # queued windows are work left too
     if workers <= 1:
         for stretch in stretches:
-            yield from walker.walk(stretch)
+            try:
+                yield from walker.walk(stretch)
+            finally:
+                if board is not None:
+                    board.finished(stretch)
         return
     pages: queue.Queue = queue.Queue(maxsize=workers * 4)
     stop = threading.Event()
@@ -391,6 +415,8 @@ def read_windows(
         except BaseException as exc:  # handed to the consumer, which re-raises it
             pages.put(exc)
         finally:
+            if board is not None:
+                board.finished(stretch)
             pages.put((_DONE, stretch))
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copper-walk") as pool:
@@ -399,11 +425,14 @@ def read_windows(
             while len(active) < workers:
                 if stretches:
                     stretch = stretches.pop(0)
-                elif active and spare():
+                elif active and board is not None:
                     busiest = max(active, key=lambda a: a.remaining or 0)
+                    if not board.would_outlast(busiest):
+                        return
                     stretch = busiest.split(min_split)
                     if stretch is None:
                         return
+                    board.started(stretch)
                     log.info("%s %s: splitting a walk to use idle capacity",
                              walker.entity.name, stretch.window)  # fmt: skip
                 else:
@@ -422,8 +451,11 @@ def read_windows(
                     raise item
                 else:
                     yield item
+                    fill()  # the work left changes with every page: a split may now pay
         finally:
             stop.set()
+            for stretch in stretches if board is not None else ():
+                board.finished(stretch)  # never started: no longer work left
             while active:  # let blocked producers finish
                 item = pages.get()
                 if isinstance(item, tuple) and item and item[0] is _DONE:

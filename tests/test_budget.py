@@ -1,0 +1,97 @@
+"""The request budget as a user relies on it: no 429 once the window is known, whatever the
+latency; a no-change run is one search per entity; walks split only when that shortens the run,
+at a split point inside the data; the longest walk goes first when requests queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from copper.rate_limit import RequestBudget, WalkBoard, request_priority
+from copper.settings import ENTITIES, LATEST
+from copper.windows import Stretch, Window
+from copper_sandbox import SandboxAccount
+
+from .warehouse import Loader
+
+
+def test_no_429_once_the_budget_is_known_with_latency_and_jitter(serve, tmp_path):
+    """10 requests per rolling second, answers in 50 +- 30 ms: requests in flight across a
+    window's edge are where a limiter that counts sends or responses would overshoot."""
+    account = SandboxAccount.generate(seed=5, scale=0.3)
+    with serve(
+        account, requests_per_window=10, window_seconds=1.0, latency=0.05, jitter=0.03, seed=5
+    ) as running:
+        loader = Loader(tmp_path, running)
+        loader.run(requests_per_minute=600, rate_limit_window=1.0, min_split_records=400)
+        stats = running.stats()
+    assert stats["by_status"].get("429", 0) == 0
+    assert stats["requests"] > 3 * 10  # several windows' worth: the limit was in play
+
+
+def test_a_no_change_run_is_one_search_per_entity(serve, tmp_path):
+    account = SandboxAccount.generate(seed=5, scale=0.2)
+    with serve(account) as running:
+        loader = Loader(tmp_path, running)
+        loader.run(activity_lookback_days=0)
+        running.admin("POST", "/stats/reset")
+        loader.run(activity_lookback_days=0)
+        searches = running.stats()["by_path"]
+    for entity in ENTITIES:
+        assert searches.get(f"POST /{entity.name}/search") == 1, entity.name
+
+
+def test_an_open_ended_walk_splits_where_its_rows_are_not_in_year_5000():
+    """Activities' window ends in 9999 (future-dated ones): the split point comes from the
+    walk's density (seconds of walk key per row), so both halves hold rows."""
+    start = 1_700_000_000
+    walk = Stretch(Window(0, LATEST), lo=0, hi=LATEST, top=LATEST, remaining=10_000)
+    walk.advance(start, 10_000, rows=200, first=start - 199 * 60)  # a row a minute
+    upper = walk.split(min_records=1_000)
+    assert upper is not None and walk.hi is not None
+    assert upper.lo == walk.hi + 1 and upper.hi == LATEST
+    assert abs(walk.hi - (start + 5_000 * 60)) <= 1  # half the rows left, at a row a minute
+    assert walk.remaining == upper.remaining == 5_000
+    fresh = Stretch(Window(0, LATEST), lo=0, hi=LATEST, top=LATEST, remaining=10_000)
+    assert fresh.split(min_records=1_000) is None  # no page of its own read yet: no density
+
+
+def test_walks_split_only_when_their_chain_would_outlast_the_budget():
+    budget = RequestBudget(limit=180, window=60.0)
+    budget.cycle = 1.0  # a page every second per walk, 3 requests per second allowed
+    board = WalkBoard(budget)
+    short, long = Stretch(Window(0, 1), 0, 1, 1), Stretch(Window(0, 1), 0, 1, 1)
+    short.remaining, long.remaining = 100 * 200, 1_000 * 200  # pages: 100 and 1,000
+    board.started(short)
+    board.started(long)
+    # the budget needs (1,100 - 180 free) / 3 = 307 s for everything left
+    assert board.would_outlast(long) and not board.would_outlast(short)
+    board.expect_plan()  # an entity still to plan counts as much as those planned
+    board.expect_plan()
+    board.planned()
+    assert not board.would_outlast(short)
+    board.finished(long)
+    # alone, with the budget's free slots covering it, even a short walk is worth splitting
+    board.planned()
+    assert board.would_outlast(short)
+
+
+def test_the_walk_with_the_most_rows_left_goes_first_when_requests_queue():
+    budget = RequestBudget(limit=1, window=0.2)
+    order: list[str] = []
+
+    def request(name: str, priority: float) -> None:
+        with request_priority(priority), budget.slot():
+            order.append(name)
+
+    with budget.slot():  # the one slot is taken: the others queue
+        threads = [
+            threading.Thread(target=request, args=("few rows left", 200)),
+            threading.Thread(target=request, args=("many rows left", 50_000)),
+        ]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.05)  # both are queued, the short walk first
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == ["many rows left", "few rows left"]

@@ -427,7 +427,7 @@ def load_run(records: int, latency: float, jitter: float) -> dict:
 def load_table(result: dict, latency: float, jitter: float) -> str:
     faults = ", ".join(f"{k}: {v}" for k, v in sorted(result["faulted"].items()))
     head = ("records", "latency", "faults injected (share of requests)", "requests",
-            "5xx answered", "retries (of them timeouts)", "exit", "seconds",
+            "not-200 answers", "retries (of them timeouts)", "exit", "seconds",
             *(f"peak RSS MB, extract to {m // 1000}k" for m in result["peaks"]),
             "peak RSS MB, whole run", "warehouse equals sandbox")  # fmt: skip
     shares = ", ".join(f"{k} {v:.1%}" for k, v in LOAD_FAULTS.items())

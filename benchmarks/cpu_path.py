@@ -29,6 +29,7 @@ def one_run(
     file_format: str | None = None,
     postgres: bool = False,
     tuned: bool = True,
+    arrow: bool = True,
 ) -> dict:
     """Load an account of about `records` records; figures as a dict (run in a child)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,11 +44,13 @@ def one_run(
             from tests.postgres import postgres_server
 
             url = stack.enter_context(postgres_server())
-            return _one_run(records, profile, None, url)
-        return _one_run(records, profile, file_format, None)
+            return _one_run(records, profile, None, url, arrow)
+        return _one_run(records, profile, file_format, None, arrow)
 
 
-def _one_run(records: int, profile: bool, file_format: str | None, pg_url: str | None) -> dict:
+def _one_run(
+    records: int, profile: bool, file_format: str | None, pg_url: str | None, arrow: bool
+) -> dict:
     import dlt
 
     from copper import ClientStats, copper_source
@@ -74,6 +77,7 @@ def _one_run(records: int, profile: bool, file_format: str | None, pg_url: str |
             base_url=running.base_url,
             requests_per_minute=10**9,
             stats=stats,
+            arrow_tables=arrow,
         )
         profiler = None
         if profile:
@@ -135,6 +139,9 @@ def main() -> None:
     parser.add_argument(
         "--untuned", action="store_true", help="without pipelines.tuning (dlt's defaults)"
     )
+    parser.add_argument(
+        "--dicts", action="store_true", help="every record as a dict (arrow_tables=False)"
+    )
     parser.add_argument("--duckdb-memory-limit", help="e.g. 512MB (DuckDB's default: 80%% of RAM)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -143,14 +150,17 @@ def main() -> None:
             {"memory_limit": args.duckdb_memory_limit}
         )
     if args.child:
-        figures = one_run(args.child, args.profile, args.format, args.postgres, not args.untuned)
+        figures = one_run(
+            args.child, args.profile, args.format, args.postgres, not args.untuned, not args.dicts
+        )
         print(json.dumps(figures))
         return
     rows = []
     for n in args.records:
         cmd = [sys.executable, __file__, "--child", str(n)]
         cmd += ["--format", args.format] if args.format else []
-        cmd += [f"--{flag}" for flag in ("profile", "postgres", "untuned") if getattr(args, flag)]
+        flags = ("profile", "postgres", "untuned", "dicts")
+        cmd += [f"--{flag}" for flag in flags if getattr(args, flag)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     header = ("records", "rows (child tables too)", "requests", "extract s",

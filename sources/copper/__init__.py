@@ -18,10 +18,14 @@ from urllib.parse import urlsplit
 
 import dlt
 import pendulum
+import pyarrow as pa
 from dlt.common.data_types import coerce_value, py_type_to_sc_type
+from dlt.common.storages.load_package import load_package_state
 from dlt.common.typing import TSecretStrValue
+from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
+from .arrow import ROOT_DLT_COLUMNS, ArrowPages, QuietArrowHints
 from .client import ClientStats, CopperAuthError, CopperClient, CopperError, Credentials
 from .custom_fields import CustomFieldPivot, column_names
 from .extract import (
@@ -64,6 +68,7 @@ log = logging.getLogger("copper")
 STATE_COLUMNS = "custom_field_columns"
 WEBHOOK_SEQ = "webhook_seq"  # source state: the last inbox event applied
 WEBHOOK_EVENTS = "_copper_webhook_events"
+ARROW_ROWS = 20_000  # rows of an Arrow item: 100 pages (a page's 200 rows: ~0.2 MB)
 _EPOCHS = range(-62_135_596_800, LATEST + 1)  # epoch seconds of years 1-9999
 
 
@@ -89,6 +94,7 @@ def copper_source(
     reconcile_every_hours: float = RECONCILE_EVERY_HOURS,
     webhook_events: Sequence[Mapping[str, Any]] = (),
     stats: ClientStats | None = None,
+    arrow_tables: bool = True,
 ) -> Iterator[DltResource]:
     """Every Copper entity (merged on id) and the reference tables (replaced each run).
 
@@ -120,6 +126,11 @@ def copper_source(
             and updates land without waiting for the reconciliation.
         stats: a `ClientStats` to fill with requests, 429s and records per entity, for
             callers that report on the run (the `copper-pipeline` summary does).
+        arrow_tables: hand dlt each page of an entity as Arrow tables (the entity's rows and
+            its child tables, built as dlt's normalizer builds them; `copper/arrow.py`), which
+            dlt loads without normalizing row by row; records that are not plain go as dicts.
+            False: every record as a dict, through dlt's normalizer (the same warehouse,
+            slower; `tests/test_cpu_path_equal.py` compares the two).
     """
     initial = _start_timestamp(start_date)
     _check_settings(
@@ -173,6 +184,8 @@ def copper_source(
     )
     named = _webhook_ids(webhook_events)
     selected = [e for e in ENTITIES if not entities or e.name in entities]
+    if arrow_tables:
+        _quiet_arrow_hints()
     for entity in selected:
         ids = named.get(entity.name, set())
         extraction = EntityExtraction(
@@ -184,7 +197,7 @@ def copper_source(
             expected=_warehouse_rows(entity) if reconcile != "off" or ids else KnownRows.empty(),
             webhook_ids=ids,
         )
-        yield _entity_resource(entity, extraction, pivot, deletes)
+        yield _entity_resource(entity, extraction, pivot, deletes, arrow_tables)
     if webhook_events:
         yield _webhook_events_resource(webhook_events)
     for reference in REFERENCES:
@@ -193,6 +206,13 @@ def copper_source(
         else:
             yield _reference_resource(reference, client)
     yield _mapping_resource(pivot)
+
+
+def _quiet_arrow_hints() -> None:
+    """Once per process: dlt warns of every Arrow page that json columns are text in Arrow."""
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, QuietArrowHints) for f in dlt_logger.filters):
+        dlt_logger.addFilter(QuietArrowHints([e.name for e in ENTITIES]))
 
 
 def _check_settings(
@@ -284,7 +304,11 @@ def _start_timestamp(start_date: str | None) -> int:
 
 
 def _entity_resource(
-    entity: Entity, extraction: EntityExtraction, pivot: CustomFieldPivot, deletes: str
+    entity: Entity,
+    extraction: EntityExtraction,
+    pivot: CustomFieldPivot,
+    deletes: str,
+    arrow_tables: bool = True,
 ) -> DltResource:
     columns: dict[str, Any] = {c: {"data_type": t} for c, t in entity.columns.items()}
     columns.update({c: {"data_type": "timestamp"} for c in entity.timestamps})
@@ -299,11 +323,16 @@ def _entity_resource(
     columns[DELETED_AT] = {"data_type": "timestamp", "nullable": True}
     if deletes == "hard":
         columns[DELETED_AT]["hard_delete"] = True
+    prepare = _dlt_row(entity.timestamps)
+    if arrow_tables:
+        columns.update(ROOT_DLT_COLUMNS)  # dlt's own columns, as its normalizer adds them
+        arrow = ArrowPages(columns)
 
     def records() -> Iterator[Any]:
         if entity.has_custom_fields:
             dlt.current.source_state()[STATE_COLUMNS] = pivot.columns
-        yield from extraction.pages(dlt.current.resource_state(entity.name))
+        pages = extraction.pages(dlt.current.resource_state(entity.name))
+        yield from _as_arrow(pages, arrow, prepare) if arrow_tables else pages
 
     resource = dlt.resource(
         records,
@@ -313,7 +342,41 @@ def _entity_resource(
         columns=columns,
         parallelized=True,
     )
-    return with_deletions_table(resource).add_map(_dlt_row(entity.timestamps))
+    resource = with_deletions_table(resource)
+    return resource if arrow_tables else resource.add_map(prepare)
+
+
+def _as_arrow(
+    pages: Iterator[Any], arrow: ArrowPages, prepare: Callable[[dict], dict]
+) -> Iterator[Any]:
+    """Pages of records as Arrow tables of `ARROW_ROWS` rows (dlt computes a table's schema
+    for every Arrow item it gets: once a page would cost more than building it), and the
+    records dlt must normalize (those with child rows...: `copper/arrow.py`) as dicts, page
+    by page; the deletion log and hard-delete markers as dicts."""
+    load_id = None
+    tables: list[pa.Table] = []
+    rows = 0
+    for page in pages:
+        if isinstance(page, DataItemWithMeta):  # the deletion log, prepared as on the dict path
+            if isinstance(page.data, list):
+                page.data[:] = [prepare(r) for r in page.data]
+            yield page
+        elif page.__class__ is not list or not page or DELETED_AT in page[0]:
+            yield [prepare(r) for r in page] if page.__class__ is list else page
+        else:
+            if load_id is None:
+                load_id = load_package_state()["load_id"]
+            table, left = arrow.split([prepare(r) for r in page], load_id)
+            if table is not None:
+                tables.append(table)
+                rows += table.num_rows
+                if rows >= ARROW_ROWS:
+                    yield pa.concat_tables(tables)
+                    tables, rows = [], 0
+            if left:
+                yield left
+    if tables:
+        yield pa.concat_tables(tables)
 
 
 def _dlt_row(fields: tuple[str, ...]) -> Callable[[dict], dict]:

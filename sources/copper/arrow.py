@@ -1,0 +1,204 @@
+"""Pages of records as Arrow tables, for the rows dlt would make of them without normalizing.
+
+dlt normalizes dict rows one by one in Python (flattening, type coercion, ids) and writes every
+timestamp through a Python callback into its intermediate files; an Arrow table skips both and
+is loaded as it is. `ArrowPages` builds, from a page of prepared records (unset values left
+out, timestamps as aware datetimes), the root-table rows dlt's relational normalizer makes
+of the same records: every hinted column in the hints' order (nested dicts flattened into
+`address__street`..., json columns as dlt's JSON text, money as dlt's decimals), then
+`_dlt_load_id` and a random `_dlt_id`, as dlt gives the rows of a merge table.
+
+Only what is unambiguous takes this path. A record with child rows (a non-empty list such as
+`emails` or `tags`: dlt loads those into nested tables, which it makes only in its normalizer),
+or with a key, type or value dlt would treat in any other way (coerce, put in a variant column,
+decode as one of its typed strings, refuse) is handed back, to go to dlt as a dict as before.
+`tests/test_cpu_path_equal.py` compares the warehouses of both paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Collection, Mapping
+from decimal import Decimal
+from typing import Any
+
+import pendulum
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.common.json import PUA_CHARACTER_MAX, PUA_START
+from dlt.common.json import json as dlt_json
+from dlt.common.normalizers.utils import generate_dlt_ids
+
+LOAD_ID, ROW_ID = "_dlt_load_id", "_dlt_id"
+# dlt's own columns of a root table, with the hints its normalizer gives them (the schema's
+# `default_hints`), declared up front so rows from Arrow tables get them too
+ROOT_DLT_COLUMNS: dict[str, dict] = {
+    LOAD_ID: {"data_type": "text", "nullable": False},
+    ROW_ID: {"data_type": "text", "nullable": False, "unique": True, "row_key": True},
+}
+
+_ARROW = {
+    "text": pa.string(),
+    "bigint": pa.int64(),
+    "bool": pa.bool_(),
+    "double": pa.float64(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "json": pa.string(),  # dlt's JSON text, as its writers store json columns
+}
+# the Python classes each column type takes as they are (None is a NULL)
+_NONE = type(None)
+_CLASSES: dict[str, frozenset[type]] = {
+    "text": frozenset({str, _NONE}),
+    "bigint": frozenset({int, _NONE}),
+    "bool": frozenset({bool, _NONE}),
+    "double": frozenset({float, _NONE}),
+    "timestamp": frozenset({dt.datetime, pendulum.DateTime, _NONE}),
+    "decimal": frozenset({int, float, _NONE}),
+    "json": frozenset({list, dict, _NONE}),
+}
+# a string starting with one of these is read back by dlt as a typed value (its intermediate
+# files mark decimals, datetimes... so): such records keep the dict path
+_PUA = f"[{chr(PUA_START)}-{chr(PUA_START + PUA_CHARACTER_MAX)}]"
+_PUA_TEXT = "^" + _PUA
+_PUA_JSON = '"' + _PUA  # a JSON string (or key) starting with one
+_EMPTY: dict = {}
+
+
+class _Untidy(Exception):
+    """Records of a page (by index) that must go the dict way."""
+
+    def __init__(self, rows: Collection[int]) -> None:
+        super().__init__(f"{len(rows)} record(s) for dlt's normalizer")
+        self.rows = set(rows)
+
+
+class ArrowPages:
+    """Splits pages of one entity's prepared records into an Arrow table and the rest."""
+
+    def __init__(self, columns: Mapping[str, Mapping[str, Any]], primary_key: str = "id") -> None:
+        """`columns`: the root table's column hints, in order (dlt's data types)."""
+        self._columns: list[tuple[str, str, pa.Field]] = []  # (column, dlt type, arrow field)
+        self._top: dict[str, str] = {}  # record key -> column, for plain values
+        self._nested: dict[str, dict[str, str]] = {}  # record key -> {sub key: column}
+        for column, hint in columns.items():
+            if column in ROOT_DLT_COLUMNS:
+                continue
+            data_type = hint["data_type"]
+            if data_type == "decimal":
+                arrow_type = pa.decimal128(hint.get("precision", 38), hint.get("scale", 9))
+            else:
+                arrow_type = _ARROW[data_type]
+            nullable = column != primary_key and hint.get("nullable", True)
+            self._columns.append((column, data_type, pa.field(column, arrow_type, nullable)))
+            head, sep, tail = column.partition("__")
+            if sep and head not in columns and "__" not in tail:
+                self._nested.setdefault(head, {})[tail] = column
+            else:
+                self._top[column] = column
+        self._keys = frozenset(self._top) | frozenset(self._nested)
+        self._sub_keys = {k: frozenset(v) for k, v in self._nested.items()}
+        self._schema = pa.schema(
+            [f for _, _, f in self._columns]
+            + [pa.field(name, pa.string(), nullable=False) for name in ROOT_DLT_COLUMNS]
+        )
+
+    def split(self, records: list[dict], load_id: str) -> tuple[pa.Table | None, list[dict]]:
+        """The page's rows as an Arrow table (None if none is plain), and the records left
+        for dlt's normalizer, in their order."""
+        keys = self._keys
+        is_plain = [r.keys() <= keys or _only_empty_lists(r, keys) for r in records]
+        plain = [r for r, p in zip(records, is_plain, strict=True) if p]
+        left = [r for r, p in zip(records, is_plain, strict=True) if not p]
+        while plain:
+            try:
+                return self._table(plain, load_id), left
+            except _Untidy as exc:
+                if not exc.rows:  # never expected: rather every record the dict way than a loop
+                    exc.rows = set(range(len(plain)))
+                left += [r for i, r in enumerate(plain) if i in exc.rows]
+                plain = [r for i, r in enumerate(plain) if i not in exc.rows]
+        return None, left
+
+    def _table(self, records: list[dict], load_id: str) -> pa.Table:
+        values: dict[str, list] = {}
+        for key, column in self._top.items():
+            values[column] = [r.get(key) for r in records]
+        for key, subs in self._nested.items():
+            dicts = [r.get(key, _EMPTY) for r in records]
+            allowed = self._sub_keys[key]
+            bad = [i for i, d in enumerate(dicts)
+                   if d.__class__ is not dict or not d.keys() <= allowed]  # fmt: skip
+            if bad:
+                raise _Untidy(bad)
+            for sub, column in subs.items():
+                values[column] = [d.get(sub) for d in dicts]
+        arrays = [self._array(values[c], t, f) for c, t, f in self._columns]
+        n = len(records)
+        arrays += [pa.array([load_id] * n, pa.string()), pa.array(generate_dlt_ids(n))]
+        return pa.Table.from_arrays(arrays, schema=self._schema)
+
+    def _array(self, values: list, data_type: str, field: pa.Field) -> pa.Array:
+        classes = _CLASSES[data_type]
+        if not {v.__class__ for v in values} <= classes:
+            raise _Untidy([i for i, v in enumerate(values) if v.__class__ not in classes])
+        if not field.nullable and None in values:
+            raise _Untidy([i for i, v in enumerate(values) if v is None])
+        if data_type == "decimal":  # as dlt coerces: Decimal(str(a float)), Decimal(an int)
+            values = [None if v is None else Decimal(str(v) if v.__class__ is float else v)
+                      for v in values]  # fmt: skip
+            scale = -field.type.scale
+            bad = [i for i, v in enumerate(values) if v is not None
+                   and not (v.is_finite() and v.as_tuple().exponent >= scale)]  # fmt: skip
+            if bad:
+                raise _Untidy(bad)
+        elif data_type == "json":
+            values = [None if v is None else dlt_json.dumps(v) for v in values]
+        elif data_type == "timestamp":
+            bad = [i for i, v in enumerate(values) if v is not None and v.tzinfo is None]
+            if bad:
+                raise _Untidy(bad)
+        try:
+            array = pa.array(values, field.type)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            raise _Untidy(_unconvertible(values, field.type)) from None
+        if data_type == "double":
+            infinite = pc.invert(pc.is_finite(array))  # dlt's files write NaN as null
+            if pc.any(infinite).as_py():
+                raise _Untidy([i for i, f in enumerate(infinite.to_pylist()) if f])
+        elif data_type in ("text", "json"):
+            pua = pc.match_substring_regex(array, _PUA_TEXT if data_type == "text" else _PUA_JSON)
+            if pc.any(pua).as_py():
+                raise _Untidy([i for i, p in enumerate(pua.to_pylist()) if p])
+        return array
+
+
+def _only_empty_lists(record: dict, keys: frozenset[str]) -> bool:
+    """Whether the keys of `record` not in `keys` only hold empty lists (dlt makes nothing of
+    them: no column, no child row)."""
+    return all(record[k].__class__ is list and not record[k] for k in record.keys() - keys)
+
+
+def _unconvertible(values: list, arrow_type: pa.DataType) -> list[int]:
+    bad = []
+    for i, value in enumerate(values):
+        try:
+            pa.array([value], arrow_type)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            bad.append(i)
+    return bad
+
+
+class QuietArrowHints(logging.Filter):
+    """Drops dlt's warning, for the given resources, that an Arrow table's column hints
+    differ from the resource's: json columns are text in Arrow and dlt keeps the resource's
+    json, as intended (it logs each difference at INFO level too)."""
+
+    def __init__(self, resources: Collection[str]) -> None:
+        super().__init__()
+        self._starts = tuple(
+            f"In resource: {r}, when merging arrow schema with dlt schema" for r in resources
+        )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self._starts)

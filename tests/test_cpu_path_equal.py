@@ -36,6 +36,10 @@ def test_arrow_and_dict_paths_make_the_same_warehouse(serve, tmp_path):
         options = {"dicts": {"arrow_tables": False}, "arrow": {}}
         for name, loader in paths.items():
             loader.run(**options[name])
+        assert {"activities", "people", "people__emails", "people__tags"} <= _from_arrow(
+            paths["arrow"]
+        )
+        assert not _from_arrow(paths["dicts"])
         first = {name: _warehouse(loader) for name, loader in paths.items()}
         _assert_same(first["dicts"], first["arrow"])
         _assert_dlt_ids_as_dlt_makes_them(paths["arrow"])
@@ -140,12 +144,26 @@ def _assert_same(dicts: dict[str, Any], arrow: dict[str, Any]) -> None:
     assert sorted(arrow) == sorted(dicts)
     for table in dicts:
         a, d = arrow[table], dicts[table]
-        assert a["columns"] == d["columns"], table
+        # columns the untidy records add come in the order dlt's normalize workers happen to
+        # meet them, on either path: their order is left out, not their names and types
+        assert sorted(a["columns"]) == sorted(d["columns"]), table
+        assert _settled(a["columns"]) == _settled(d["columns"]), table
         assert a["parent"] == d["parent"], table
         if a["rows"] != d["rows"]:
             only_arrow = list((a["rows"] - d["rows"]).elements())[:3]
             only_dicts = list((d["rows"] - a["rows"]).elements())[:3]
             raise AssertionError(f"{table}: only arrow {only_arrow}; only dicts {only_dicts}")
+
+
+def _from_arrow(loader: Loader) -> set[str]:
+    """Tables the last run extracted Arrow tables for (parquet files at extract)."""
+    info = loader.pipeline.last_trace.last_extract_info
+    files = [job for m in info.metrics.values() for step in m for job in step["job_metrics"]]
+    return {job.split(".")[0] for job in files if job.endswith(".parquet")}
+
+
+def _settled(columns: list[tuple]) -> list[tuple]:
+    return [c for c in columns if not any(u in c[0] for u in ("legacy_", "__geo", "__v_"))]
 
 
 def _assert_dlt_ids_as_dlt_makes_them(loader: Loader) -> None:

@@ -25,7 +25,7 @@ from dlt.common.typing import TSecretStrValue
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
-from .arrow import ROOT_DLT_COLUMNS, ArrowPages, QuietArrowHints
+from .arrow import CHILD_DLT_COLUMNS, ROOT_DLT_COLUMNS, ArrowPages, QuietArrowHints, combined
 from .client import ClientStats, CopperAuthError, CopperClient, CopperError, Credentials
 from .custom_fields import CustomFieldPivot, column_names
 from .extract import (
@@ -326,7 +326,7 @@ def _entity_resource(
     prepare = _dlt_row(entity.timestamps)
     if arrow_tables:
         columns.update(ROOT_DLT_COLUMNS)  # dlt's own columns, as its normalizer adds them
-        arrow = ArrowPages(columns)
+        arrow = ArrowPages(entity.name, columns)
 
     def records() -> Iterator[Any]:
         if entity.has_custom_fields:
@@ -343,18 +343,62 @@ def _entity_resource(
         parallelized=True,
     )
     resource = with_deletions_table(resource)
-    return resource if arrow_tables else resource.add_map(prepare)
+    if not arrow_tables:
+        return resource.add_map(prepare)
+    for child in arrow.children.values():
+        # the child tables' own hints, as dlt's normalizer makes them: a parent and dlt's four
+        # columns (`apply_hints` would start a variant from the root's: merge on id)
+        hints = dlt.mark.make_hints(child, entity.name, columns=CHILD_DLT_COLUMNS)
+        resource._set_hints(hints, create_table_variant=True)
+    return resource.add_map(_owned_child_tables(entity.name, list(arrow.children.values())))
+
+
+_END = object()  # the last item of an entity's Arrow pages
+
+
+class _OwnedTable(dict):
+    """A nested table's schema that answers `table["resource"]` with its root's resource,
+    without holding the key. dlt's extract metrics look up the resource of every table it
+    wrote, and a table written at extract is a root table for dlt, while dlt refuses a
+    nested table that holds a resource (it cannot merge it); `.get("resource")`, which its
+    merges use, still finds none, and none is saved."""
+
+    def __init__(self, table: dict, resource: str) -> None:
+        super().__init__(table)
+        self._resource = resource
+
+    def __missing__(self, key: str) -> Any:
+        if key == "resource":
+            return self._resource
+        raise KeyError(key)
+
+
+def _owned_child_tables(root: str, children: list[str]) -> Callable[[Any], Any]:
+    """A step, run where dlt writes (after every item before it), that at `_END` makes the
+    child tables written by the resource `_OwnedTable`s, and drops `_END`."""
+
+    def step(item: Any) -> Any:
+        if item is not _END:
+            return item
+        tables = dlt.current.source_schema().tables
+        for child in children:
+            table = tables.get(child)
+            if table is not None and not isinstance(table, _OwnedTable):
+                tables[child] = _OwnedTable(table, root)
+        return None
+
+    return step
 
 
 def _as_arrow(
     pages: Iterator[Any], arrow: ArrowPages, prepare: Callable[[dict], dict]
 ) -> Iterator[Any]:
-    """Pages of records as Arrow tables of `ARROW_ROWS` rows (dlt computes a table's schema
-    for every Arrow item it gets: once a page would cost more than building it), and the
-    records dlt must normalize (those with child rows...: `copper/arrow.py`) as dicts, page
-    by page; the deletion log and hard-delete markers as dicts."""
+    """Pages of records as Arrow tables of about `ARROW_ROWS` rows (dlt computes the schema
+    of a table for every Arrow item it gets: once a page would cost more than building it),
+    the root's rows and its child tables' (`copper/arrow.py`); records dlt must normalize
+    (untidy ones) as dicts, page by page, as the deletion log and hard-delete markers."""
     load_id = None
-    tables: list[pa.Table] = []
+    buffered: dict[str, list[pa.Table]] = {}
     rows = 0
     for page in pages:
         if isinstance(page, DataItemWithMeta):  # the deletion log, prepared as on the dict path
@@ -366,17 +410,25 @@ def _as_arrow(
         else:
             if load_id is None:
                 load_id = load_package_state()["load_id"]
-            table, left = arrow.split([prepare(r) for r in page], load_id)
-            if table is not None:
-                tables.append(table)
+            tables, left = arrow.split([prepare(r) for r in page], load_id)
+            for name, table in tables:
+                buffered.setdefault(name, []).append(table)
                 rows += table.num_rows
-                if rows >= ARROW_ROWS:
-                    yield pa.concat_tables(tables)
-                    tables, rows = [], 0
+            if rows >= ARROW_ROWS:
+                yield from _flushed(buffered, arrow.table)
+                rows = 0
             if left:
                 yield left
-    if tables:
-        yield pa.concat_tables(tables)
+    yield from _flushed(buffered, arrow.table)
+    yield _END
+
+
+def _flushed(buffered: dict[str, list[pa.Table]], root: str) -> Iterator[Any]:
+    """The buffered tables, the root's first (dlt adds a child table after its parent)."""
+    for name, tables in buffered.items():  # the root is always the first key
+        table = combined(tables)
+        yield table if name == root else dlt.mark.with_table_name(table, name)
+    buffered.clear()
 
 
 def _dlt_row(fields: tuple[str, ...]) -> Callable[[dict], dict]:

@@ -28,15 +28,38 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.json import PUA_CHARACTER_MAX, PUA_START
 from dlt.common.json import json as dlt_json
+from dlt.common.normalizers.json.helpers import get_nested_row_hash
 from dlt.common.normalizers.utils import generate_dlt_ids
 
+# Copper's list fields -> the keys of their items (None: a list of strings, which dlt loads
+# into a `value` column): each a child table `<entity>__<field>`
+CHILD_FIELDS: dict[str, tuple[str, ...] | None] = {
+    "emails": ("email", "category"),
+    "phone_numbers": ("number", "category"),
+    "socials": ("url", "category"),
+    "websites": ("url", "category"),
+    "tags": None,
+}
 LOAD_ID, ROW_ID = "_dlt_load_id", "_dlt_id"
-# dlt's own columns of a root table, with the hints its normalizer gives them (the schema's
-# `default_hints`), declared up front so rows from Arrow tables get them too
+ROOT_ID, PARENT_ID, LIST_IDX = "_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx"
+# dlt's own columns, with the hints its normalizer gives them (the schema's `default_hints`),
+# declared up front so rows from Arrow tables get them too
 ROOT_DLT_COLUMNS: dict[str, dict] = {
     LOAD_ID: {"data_type": "text", "nullable": False},
     ROW_ID: {"data_type": "text", "nullable": False, "unique": True, "row_key": True},
 }
+CHILD_DLT_COLUMNS: dict[str, dict] = {
+    ROOT_ID: {"data_type": "text", "nullable": False, "root_key": True},
+    PARENT_ID: {"data_type": "text", "nullable": False, "parent_key": True},
+    LIST_IDX: {"data_type": "bigint", "nullable": False},
+    ROW_ID: {"data_type": "text", "nullable": False, "unique": True, "row_key": True},
+}
+_CHILD_SCHEMA_TAIL = [
+    pa.field(ROOT_ID, pa.string(), nullable=False),
+    pa.field(PARENT_ID, pa.string(), nullable=False),
+    pa.field(LIST_IDX, pa.int64(), nullable=False),
+    pa.field(ROW_ID, pa.string(), nullable=False),
+]
 
 _ARROW = {
     "text": pa.string(),
@@ -63,6 +86,7 @@ _PUA = f"[{chr(PUA_START)}-{chr(PUA_START + PUA_CHARACTER_MAX)}]"
 _PUA_TEXT = "^" + _PUA
 _PUA_JSON = '"' + _PUA  # a JSON string (or key) starting with one
 _EMPTY: dict = {}
+_TEXT = _CLASSES["text"]
 
 
 class _Untidy(Exception):
@@ -76,8 +100,12 @@ class _Untidy(Exception):
 class ArrowPages:
     """Splits pages of one entity's prepared records into an Arrow table and the rest."""
 
-    def __init__(self, columns: Mapping[str, Mapping[str, Any]], primary_key: str = "id") -> None:
+    def __init__(
+        self, table: str, columns: Mapping[str, Mapping[str, Any]], primary_key: str = "id"
+    ) -> None:
         """`columns`: the root table's column hints, in order (dlt's data types)."""
+        self.table = table
+        self.children = {key: f"{table}__{key}" for key in CHILD_FIELDS}
         self._columns: list[tuple[str, str, pa.Field]] = []  # (column, dlt type, arrow field)
         self._top: dict[str, str] = {}  # record key -> column, for plain values
         self._nested: dict[str, dict[str, str]] = {}  # record key -> {sub key: column}
@@ -96,31 +124,33 @@ class ArrowPages:
                 self._nested.setdefault(head, {})[tail] = column
             else:
                 self._top[column] = column
-        self._keys = frozenset(self._top) | frozenset(self._nested)
+        self._keys = frozenset(self._top) | frozenset(self._nested) | frozenset(CHILD_FIELDS)
         self._sub_keys = {k: frozenset(v) for k, v in self._nested.items()}
         self._schema = pa.schema(
             [f for _, _, f in self._columns]
             + [pa.field(name, pa.string(), nullable=False) for name in ROOT_DLT_COLUMNS]
         )
 
-    def split(self, records: list[dict], load_id: str) -> tuple[pa.Table | None, list[dict]]:
-        """The page's rows as an Arrow table (None if none is plain), and the records left
-        for dlt's normalizer, in their order."""
+    def split(
+        self, records: list[dict], load_id: str
+    ) -> tuple[list[tuple[str, pa.Table]], list[dict]]:
+        """The page's rows as Arrow tables, (table name, table) with the root first (none if no
+        record is plain), and the records left for dlt's normalizer, in their order."""
         keys = self._keys
         is_plain = [r.keys() <= keys or _only_empty_lists(r, keys) for r in records]
         plain = [r for r, p in zip(records, is_plain, strict=True) if p]
         left = [r for r, p in zip(records, is_plain, strict=True) if not p]
         while plain:
             try:
-                return self._table(plain, load_id), left
+                return self._tables(plain, load_id), left
             except _Untidy as exc:
                 if not exc.rows:  # never expected: rather every record the dict way than a loop
                     exc.rows = set(range(len(plain)))
                 left += [r for i, r in enumerate(plain) if i in exc.rows]
                 plain = [r for i, r in enumerate(plain) if i not in exc.rows]
-        return None, left
+        return [], left
 
-    def _table(self, records: list[dict], load_id: str) -> pa.Table:
+    def _tables(self, records: list[dict], load_id: str) -> list[tuple[str, pa.Table]]:
         values: dict[str, list] = {}
         for key, column in self._top.items():
             values[column] = [r.get(key) for r in records]
@@ -135,8 +165,65 @@ class ArrowPages:
                 values[column] = [d.get(sub) for d in dicts]
         arrays = [self._array(values[c], t, f) for c, t, f in self._columns]
         n = len(records)
-        arrays += [pa.array([load_id] * n, pa.string()), pa.array(generate_dlt_ids(n))]
-        return pa.Table.from_arrays(arrays, schema=self._schema)
+        ids = generate_dlt_ids(n)
+        arrays += [pa.array([load_id] * n, pa.string()), pa.array(ids, pa.string())]
+        tables = [(self.table, pa.Table.from_arrays(arrays, schema=self._schema))]
+        for key, fields in CHILD_FIELDS.items():
+            child = self._child(self.children[key], fields, [r.get(key) for r in records], ids)
+            if child is not None:
+                tables.append((self.children[key], child))
+        return tables
+
+    def _child(
+        self, table: str, fields: tuple[str, ...] | None, lists: list, ids: list[str]
+    ) -> pa.Table | None:
+        """The child rows of one list field, as dlt's normalizer makes them from the records
+        (`ids`: their `_dlt_id`)."""
+        bad = [i for i, row in enumerate(lists) if row is not None and row.__class__ is not list]
+        if bad:
+            raise _Untidy(bad)
+        owners: list[int] = []  # the record of each item, by index
+        positions: list[int] = []
+        items: list = []
+        for i, row in enumerate(lists):
+            if row:
+                owners += [i] * len(row)
+                positions += range(len(row))
+                items += row
+        if not items:
+            return None
+        if fields is None:  # a list of strings
+            bad = [owners[j] for j, item in enumerate(items) if item.__class__ is not str]
+            names, columns = ["value"], [items]
+        else:  # dicts of strings, each with a value
+            allowed = frozenset(fields)
+            bad = [owners[j] for j, item in enumerate(items)
+                   if item.__class__ is not dict or not item.keys() <= allowed
+                   or all(v is None for v in item.values())]  # fmt: skip
+            names, columns = [], []
+            for field in fields if not bad else ():
+                column = [item.get(field) for item in items]
+                if not {v.__class__ for v in column} <= _CLASSES["text"]:
+                    bad += [owners[j] for j, v in enumerate(column) if v.__class__ not in _TEXT]
+                if any(v is not None for v in column):  # dlt makes no column of NULLs only
+                    names.append(field)
+                    columns.append(column)
+        if bad:
+            raise _Untidy(bad)
+        arrays = []
+        for column in columns:
+            array = pa.array(column, pa.string())
+            pua = pc.match_substring_regex(array, _PUA_TEXT)
+            if pc.any(pua).as_py():
+                raise _Untidy([owners[j] for j, p in enumerate(pua.to_pylist()) if p])
+            arrays.append(array)
+        parents = [ids[i] for i in owners]
+        pairs = zip(parents, positions, strict=True)
+        row_ids = [get_nested_row_hash(p, table, i) for p, i in pairs]
+        parent_ids = pa.array(parents, pa.string())
+        arrays += [parent_ids, parent_ids, pa.array(positions, pa.int64()), pa.array(row_ids)]
+        schema = pa.schema([pa.field(n, pa.string()) for n in names] + _CHILD_SCHEMA_TAIL)
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     def _array(self, values: list, data_type: str, field: pa.Field) -> pa.Array:
         classes = _CLASSES[data_type]
@@ -202,3 +289,16 @@ class QuietArrowHints(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self._starts)
+
+
+def combined(tables: list[pa.Table]) -> pa.Table:
+    """Tables of one table name as one: a child table's columns of only NULLs are left out
+    page by page (as dlt does), so the union of columns is taken, data columns first in
+    their first order, dlt's columns last."""
+    if len(tables) == 1:
+        return tables[0]
+    table = pa.concat_tables(tables, promote_options="default")
+    names = table.schema.names
+    dlt_columns = [n for n in (ROOT_ID, PARENT_ID, LIST_IDX, LOAD_ID, ROW_ID) if n in names]
+    data = [n for n in names if n not in dlt_columns]
+    return table.select(data + dlt_columns)

@@ -191,7 +191,8 @@ class RunReport:
 
 def make_pipeline(options: RunOptions) -> dlt.Pipeline:
     if options.destination == "duckdb":
-        destination: Any = dlt.destinations.duckdb(str(options.duckdb_path))
+        # absolute: dlt resolves a relative path against the folder of the pipeline's first run
+        destination: Any = dlt.destinations.duckdb(str(Path(options.duckdb_path).absolute()))
     else:
         destination = dlt.destinations.postgres()
     return dlt.pipeline(

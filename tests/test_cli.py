@@ -117,6 +117,21 @@ def test_bad_credentials(serve, tmp_path):
     assert "401" in line and "api_key" in line and "wrong-key" not in result.stderr
 
 
+def test_a_relative_duckdb_path_is_the_current_folders(serve, tmp_path):
+    """dlt remembers the folder of a pipeline's first run; a run from another folder with the
+    same relative --duckdb-path loads that folder's file, as the lock and the user expect."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    shared = {"DLT_DATA_DIR": str(tmp_path / "dlt-data")}
+    with serve() as running:
+        for folder in ("first", "second"):
+            args = ("run", "--duckdb-path", "w.duckdb")
+            result = cli(*args, cwd=tmp_path / folder, running=running, env=shared)
+            assert result.returncode == 0, result.stderr
+    assert (tmp_path / "first" / "w.duckdb").exists()
+    assert (tmp_path / "second" / "w.duckdb").exists()
+
+
 def test_a_second_run_refuses_while_one_holds_the_lock(serve, tmp_path):
     with serve() as running, open(tmp_path / "copper_warehouse.duckdb.lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)

@@ -38,9 +38,10 @@ DESTINATIONS = ("duckdb", "postgres")
 # DuckDB loads parquet (typed, read by column name) many times faster than dlt's default
 # insert_values, in a fraction of the memory (benchmarks/cpu_path.py). Not jsonl, though it is
 # as fast: DuckDB infers a JSON file's keys from a sample and fails the load on a key it did
-# not see, which a sparse field far down a large load triggers. Postgres keeps insert_values:
-# dlt's csv for it turns "" into NULL.
-LOADER_FORMAT = {"duckdb": "parquet"}
+# not see, which a sparse field far down a large load triggers. Postgres keeps insert_values,
+# named, not left to dlt: for Arrow tables from the source dlt would pick csv, whose COPY
+# turns "" into NULL (tests/test_postgres.py).
+LOADER_FORMAT = {"duckdb": "parquet", "postgres": "insert_values"}
 _NAMING = NamingConvention()  # dlt's default: how it names schemas
 
 

@@ -410,7 +410,7 @@ def _as_arrow(
         else:
             if load_id is None:
                 load_id = load_package_state()["load_id"]
-            tables, left = arrow.split([prepare(r) for r in page], load_id)
+            tables, left = arrow.split(page, load_id)  # prepared there, by columns
             for name, table in tables:
                 buffered.setdefault(name, []).append(table)
                 rows += table.num_rows
@@ -418,7 +418,7 @@ def _as_arrow(
                 yield from _flushed(buffered, arrow.table)
                 rows = 0
             if left:
-                yield left
+                yield [prepare(r) for r in left]
     yield from _flushed(buffered, arrow.table)
     yield _END
 

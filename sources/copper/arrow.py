@@ -31,6 +31,8 @@ from dlt.common.json import json as dlt_json
 from dlt.common.normalizers.json.helpers import get_nested_row_hash
 from dlt.common.normalizers.utils import generate_dlt_ids
 
+from .settings import LATEST
+
 # Copper's list fields -> the keys of their items (None: a list of strings, which dlt loads
 # into a `value` column): each a child table `<entity>__<field>`
 CHILD_FIELDS: dict[str, tuple[str, ...] | None] = {
@@ -76,7 +78,8 @@ _CLASSES: dict[str, frozenset[type]] = {
     "bigint": frozenset({int, _NONE}),
     "bool": frozenset({bool, _NONE}),
     "double": frozenset({float, _NONE}),
-    "timestamp": frozenset({dt.datetime, pendulum.DateTime, _NONE}),
+    # epoch seconds (Copper's) or aware datetimes (the custom field pivot's)
+    "timestamp": frozenset({int, dt.datetime, pendulum.DateTime, _NONE}),
     "decimal": frozenset({int, float, _NONE}),
     "json": frozenset({list, dict, _NONE}),
 }
@@ -86,6 +89,7 @@ _PUA = f"[{chr(PUA_START)}-{chr(PUA_START + PUA_CHARACTER_MAX)}]"
 _PUA_TEXT = "^" + _PUA
 _PUA_JSON = '"' + _PUA  # a JSON string (or key) starting with one
 _EMPTY: dict = {}
+_MIN_EPOCH, _MAX_EPOCH = -62_135_596_800, LATEST  # epoch seconds of years 1-9999
 _TEXT = _CLASSES["text"]
 
 
@@ -137,7 +141,7 @@ class ArrowPages:
         """The page's rows as Arrow tables, (table name, table) with the root first (none if no
         record is plain), and the records left for dlt's normalizer, in their order."""
         keys = self._keys
-        is_plain = [r.keys() <= keys or _only_empty_lists(r, keys) for r in records]
+        is_plain = [r.keys() <= keys or _nothing_else(r, keys) for r in records]
         plain = [r for r, p in zip(records, is_plain, strict=True) if p]
         left = [r for r, p in zip(records, is_plain, strict=True) if not p]
         while plain:
@@ -155,7 +159,7 @@ class ArrowPages:
         for key, column in self._top.items():
             values[column] = [r.get(key) for r in records]
         for key, subs in self._nested.items():
-            dicts = [r.get(key, _EMPTY) for r in records]
+            dicts = [_EMPTY if (d := r.get(key)) is None else d for r in records]
             allowed = self._sub_keys[key]
             bad = [i for i, d in enumerate(dicts)
                    if d.__class__ is not dict or not d.keys() <= allowed]  # fmt: skip
@@ -227,7 +231,8 @@ class ArrowPages:
 
     def _array(self, values: list, data_type: str, field: pa.Field) -> pa.Array:
         classes = _CLASSES[data_type]
-        if not {v.__class__ for v in values} <= classes:
+        found = {v.__class__ for v in values}
+        if not found <= classes:
             raise _Untidy([i for i, v in enumerate(values) if v.__class__ not in classes])
         if not field.nullable and None in values:
             raise _Untidy([i for i, v in enumerate(values) if v is None])
@@ -241,6 +246,8 @@ class ArrowPages:
                 raise _Untidy(bad)
         elif data_type == "json":
             values = [None if v is None else dlt_json.dumps(v) for v in values]
+        elif data_type == "timestamp" and int in found:
+            return _epochs(values, found, field.type)
         elif data_type == "timestamp":
             bad = [i for i, v in enumerate(values) if v is not None and v.tzinfo is None]
             if bad:
@@ -253,17 +260,44 @@ class ArrowPages:
             infinite = pc.invert(pc.is_finite(array))  # dlt's files write NaN as null
             if pc.any(infinite).as_py():
                 raise _Untidy([i for i, f in enumerate(infinite.to_pylist()) if f])
-        elif data_type in ("text", "json"):
+        elif data_type == "json" or (data_type == "text" and _may_start_with_pua(array)):
             pua = pc.match_substring_regex(array, _PUA_TEXT if data_type == "text" else _PUA_JSON)
             if pc.any(pua).as_py():
                 raise _Untidy([i for i, p in enumerate(pua.to_pylist()) if p])
         return array
 
 
-def _only_empty_lists(record: dict, keys: frozenset[str]) -> bool:
-    """Whether the keys of `record` not in `keys` only hold empty lists (dlt makes nothing of
-    them: no column, no child row)."""
-    return all(record[k].__class__ is list and not record[k] for k in record.keys() - keys)
+def _may_start_with_pua(array: pa.Array) -> bool:
+    """False when no string can start with a typed-value mark (the largest is below them)."""
+    largest = pc.max(array).as_py()
+    return largest is not None and largest >= chr(PUA_START)
+
+
+def _epochs(values: list, found: set[type], arrow_type: pa.DataType) -> pa.Array:
+    """Epoch seconds as timestamps, as `datetime.fromtimestamp(v, UTC)` would give them (the
+    dict path's preparation); seconds outside years 1-9999 (a variant column there), or
+    mixed with datetimes, go the dict way."""
+    if found - {int, _NONE}:
+        raise _Untidy([i for i, v in enumerate(values) if v.__class__ is int])
+    try:
+        seconds = pa.array(values, pa.int64())
+    except (pa.ArrowException, OverflowError):
+        raise _Untidy(_unconvertible(values, pa.int64())) from None
+    bounds = pc.min_max(seconds).as_py()
+    if bounds["min"] is not None and not (
+        bounds["min"] >= _MIN_EPOCH and bounds["max"] <= _MAX_EPOCH
+    ):
+        raise _Untidy([i for i, v in enumerate(values)
+                       if v is not None and not _MIN_EPOCH <= v <= _MAX_EPOCH])  # fmt: skip
+    return pc.multiply(seconds, 1_000_000).cast(arrow_type)
+
+
+def _nothing_else(record: dict, keys: frozenset[str]) -> bool:
+    """Whether the keys of `record` not in `keys` only hold None or empty lists (dlt makes
+    nothing of them: no column, no child row)."""
+    return all(
+        (v := record[k]) is None or (v.__class__ is list and not v) for k in record.keys() - keys
+    )
 
 
 def _unconvertible(values: list, arrow_type: pa.DataType) -> list[int]:

@@ -1,6 +1,7 @@
 """The request budget as a user relies on it: no 429 once the window is known, whatever the
-latency; a no-change run is one search per entity; walks split only when that shortens the run,
-at a split point inside the data; the longest walk goes first when requests queue."""
+latency; walks split only when that shortens the run, at a split point inside the data; the
+longest walk goes first when requests queue. (A no-change run is one search per entity:
+tests/test_source_exactness.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import threading
 import time
 
 from copper.rate_limit import RequestBudget, WalkBoard, request_priority
-from copper.settings import ENTITIES, LATEST
+from copper.settings import LATEST
 from copper.windows import Stretch, Window
 from copper_sandbox import SandboxAccount
 
@@ -27,18 +28,6 @@ def test_no_429_once_the_budget_is_known_with_latency_and_jitter(serve, tmp_path
         stats = running.stats()
     assert stats["by_status"].get("429", 0) == 0
     assert stats["requests"] > 3 * 10  # several windows' worth: the limit was in play
-
-
-def test_a_no_change_run_is_one_search_per_entity(serve, tmp_path):
-    account = SandboxAccount.generate(seed=5, scale=0.2)
-    with serve(account) as running:
-        loader = Loader(tmp_path, running)
-        loader.run(activity_lookback_days=0)
-        running.admin("POST", "/stats/reset")
-        loader.run(activity_lookback_days=0)
-        searches = running.stats()["by_path"]
-    for entity in ENTITIES:
-        assert searches.get(f"POST /{entity.name}/search") == 1, entity.name
 
 
 def test_an_open_ended_walk_splits_where_its_rows_are_not_in_year_5000():
@@ -64,16 +53,19 @@ def test_walks_split_only_when_their_chain_would_outlast_the_budget():
     short.remaining, long.remaining = 100 * 200, 1_000 * 200  # pages: 100 and 1,000
     board.started(short)
     board.started(long)
+    board.running(5)  # enough walks in flight for 3 requests/s at 1 s each (Little's law)
     # the budget needs (1,100 - 180 free) / 3 = 307 s for everything left
     assert board.would_outlast(long) and not board.would_outlast(short)
     board.expect_plan()  # an entity still to plan counts as much as those planned
     board.expect_plan()
     board.planned()
     assert not board.would_outlast(short)
-    board.finished(long)
-    # alone, with the budget's free slots covering it, even a short walk is worth splitting
     board.planned()
+    board.finished(long)  # alone, with the budget's free slots covering it: worth splitting
     assert board.would_outlast(short)
+    board.started(long)
+    board.running(-3)  # 2 walks cannot keep 3 requests/s at 1 s each: split, budget or not
+    assert board.too_few_readers() and board.would_outlast(short)
 
 
 def test_the_walk_with_the_most_rows_left_goes_first_when_requests_queue():

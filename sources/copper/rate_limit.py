@@ -175,6 +175,7 @@ class WalkBoard:
         self._walks: list[Walk] = []
         self._planning = 0  # entities that will plan walks but have not yet
         self._planned = 0  # ... and that have
+        self._running = 0  # walks being read right now (queued windows not counted)
 
     def expect_plan(self) -> None:
         """An entity will plan its walks: until it has, the work left is not known."""
@@ -196,6 +197,11 @@ class WalkBoard:
             if walk in self._walks:
                 self._walks.remove(walk)
 
+    def running(self, delta: int) -> None:
+        """A walk started (+1) or stopped (-1) being read."""
+        with self._lock:
+            self._running += delta
+
     def pages_left(self) -> float:
         with self._lock:
             return sum((w.remaining or 0) for w in self._walks) / PAGE
@@ -214,4 +220,17 @@ class WalkBoard:
                 left += self._planning * left / max(1, self._planned)
         chain = walk.remaining / PAGE * cycle
         budgeted = max(0.0, left - self.budget.free_slots()) / self.budget.rate
-        return chain > budgeted
+        return chain > budgeted or self.too_few_readers()
+
+    def too_few_readers(self) -> bool:
+        """Little's law: keeping the allowed rate takes rate x cycle requests in flight, one
+        per walk (half again as many, for jitter and our own work). Fewer walks than that,
+        while no request waits for the budget, leave it idle."""
+        cycle = self.budget.cycle
+        if cycle is None:
+            return False
+        with self._lock:
+            running = self._running
+        with self.budget._cond:
+            waiting = self.budget._waiting
+        return waiting == 0 and running < 1.5 * self.budget.rate * cycle

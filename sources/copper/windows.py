@@ -81,6 +81,8 @@ class Stretch:
     cursor: int | None = None  # where the walk has got to
     remaining: int | None = None  # rows still to read, estimated from X-PW-TOTAL
     per_row: float | None = None  # walk-key seconds per row on the walk's last full page
+    # rows left per worker in this walk's entity (queued windows included): its priority
+    share: Callable[[], float] | None = field(default=None, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def split(self, min_records: int) -> Stretch | None:
@@ -195,6 +197,13 @@ class WindowWalker:
             stretch.first_total,
         )  # fmt: skip
 
+    @staticmethod
+    def _priority(stretch: Stretch | None) -> float | None:
+        """The longest chain of pages goes first: an entity's rows left per worker."""
+        if stretch is None:
+            return None
+        return stretch.share() if stretch.share is not None else stretch.remaining or 0
+
     def _bounds(self, window: Window) -> dict:
         stem = self.entity.cursor_filter
         return {f"minimum_{stem}": window.lo, f"maximum_{stem}": window.hi}
@@ -221,7 +230,7 @@ class WindowWalker:
                 raw, total, first_page = first_page, first_total, None
             else:
                 context = self._context(window, f"{key} >= {cursor}, page {page_number}")
-                with request_priority(None if stretch is None else stretch.remaining or 0):
+                with request_priority(self._priority(stretch)):
                     raw, total = self.search(body, context)
             if stretch is not None:
                 hi = stretch.upper()  # ... possibly while this request was in flight
@@ -387,26 +396,39 @@ def read_windows(
 
     Windows are walked side by side; when a worker is idle and the run's `board` says the
     busiest walk would outlast the request budget (its chain of pages is longer than the
-    budget needs for everything left), the worker takes the upper half of it, if at least
-    `min_split` rows are left (each split costs about one extra request). Without a board,
-    walks are never split.
+    budget needs for everything left), or that the run has too few walks to keep the budget
+    busy, the worker takes the upper half of it, if at least `min_split` rows are left (each
+    split costs about one extra request). Without a board, walks are never split.
     """
     stretches = [walker.stretch(p) for p in planned]
-    for stretch in stretches if board is not None else ():
-        board.started(stretch)  # queued windows are work left too
+    active: list[Stretch] = []
+
+    def share() -> float:
+        """Rows left per worker, queued windows included: what decides when the entity ends."""
+        walks = [*active, *stretches]
+        return sum(s.remaining or 0 for s in walks) / max(1, min(workers, len(walks)))
+
+    for stretch in stretches:
+        stretch.share = share
+        if board is not None:
+            board.started(stretch)  # queued windows are work left too
     if workers <= 1:
         for stretch in stretches:
+            if board is not None:
+                board.running(1)
             try:
                 yield from walker.walk(stretch)
             finally:
                 if board is not None:
+                    board.running(-1)
                     board.finished(stretch)
         return
     pages: queue.Queue = queue.Queue(maxsize=workers * 4)
     stop = threading.Event()
-    active: list[Stretch] = []
 
     def run(stretch: Stretch) -> None:
+        if board is not None:
+            board.running(1)
         try:
             for page in walker.walk(stretch):
                 if stop.is_set():
@@ -416,6 +438,7 @@ def read_windows(
             pages.put(exc)
         finally:
             if board is not None:
+                board.running(-1)
                 board.finished(stretch)
             pages.put((_DONE, stretch))
 
@@ -433,6 +456,7 @@ def read_windows(
                     if stretch is None:
                         return
                     board.started(stretch)
+                    stretch.share = share
                     log.info("%s %s: splitting a walk to use idle capacity",
                              walker.entity.name, stretch.window)  # fmt: skip
                 else:

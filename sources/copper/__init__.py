@@ -83,8 +83,8 @@ def copper_source(
     rate_limit_window: float = 60.0,
     activity_lookback_days: int = 30,
     max_window_records: int = 95_000,
-    window_workers: int = 4,
-    min_split_records: int = 10_000,
+    window_workers: int = 8,
+    min_split_records: int = 1_600,
     entities: Sequence[str] | None = None,
     request_timeout: float = 30.0,
     max_attempts: int = 8,
@@ -107,9 +107,11 @@ def copper_source(
             every run, because users backdate activities.
         max_window_records: a time window is split until Copper counts at most this many
             matches in it (always below Copper's 100,000 cap); windows are read in parallel.
-        window_workers: walks of one entity read at the same time.
-        min_split_records: when the request budget has room, an idle walker takes half of a
-            running walk with at least this many rows left (about one extra request each).
+        window_workers: walks of one entity read at the same time (8: when one entity is
+            left, enough requests in flight to keep the budget full, at Copper's latency).
+        min_split_records: an idle walker takes half of a running walk with at least this many
+            rows left when that walk would outlast the budget, or when fewer walks run than
+            the budget needs in flight (about one extra request each).
         entities: restrict to these entity names (reference tables are always included).
         request_timeout: seconds before a request that got no answer is retried.
         max_attempts: tries per request before the run fails (transient errors only).

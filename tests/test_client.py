@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
 
+import httpx
 import pytest
 
 from copper.client import CopperClient, CopperError, Credentials
@@ -34,6 +36,23 @@ def test_secrets_never_appear_in_reprs_errors_or_logs(serve, caplog):
     assert "super-secret-key" not in text.replace(repr(client._http.headers), "")
     assert "other-secret" not in text
     assert "retry" in caplog.text  # the 503 was logged, without the key
+
+
+def test_a_read_response_is_freed_without_the_cyclic_gc(serve):
+    """A page's body is freed when the page is parsed, not at the next full GC (the extract's
+    memory would grow with the records otherwise)."""
+    with serve() as running:
+        client = client_for(running)
+        client.search("people", {"page_size": 200})
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(5):
+                rows, _ = client.search("people", {"page_size": 200})
+            alive = [o for o in gc.get_objects() if isinstance(o, httpx.Response)]
+        finally:
+            gc.enable()
+    assert rows and not alive
 
 
 def test_client_errors_are_not_retried_and_name_the_request(serve):

@@ -230,6 +230,10 @@ class CopperClient:
                 raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})") from None
             finally:
                 counters.finished = time.monotonic()
+        # read and closed by now; httpx's stream refers back to the response, a cycle that kept
+        # each page's body (~200 KB) until the cyclic GC, with pipelines/tuning.py's thresholds
+        # often until the run's end: extract RSS grew with the records (582 MB at 500k, 387 now)
+        response.stream = _READ
         status = response.status_code
         if status == 429:
             with self._lock:
@@ -276,6 +280,9 @@ class CopperClient:
 def _unreachable_for_long(state: RetryCallState) -> bool:
     exc = state.outcome.exception() if state.outcome else None
     return isinstance(exc, _Unreachable) and state.attempt_number >= UNREACHABLE_ATTEMPTS
+
+
+_READ = httpx.ByteStream(b"")  # a read response's stream: nothing left to read
 
 
 def _retry_after(response: httpx.Response) -> float | None:

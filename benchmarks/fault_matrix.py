@@ -53,6 +53,7 @@ from copper_sandbox import (  # noqa: E402
     serve_in_thread,
 )
 from tests.postgres import _as_owner, find_bin_dir, postgres_server  # noqa: E402
+from tests.test_cli import sandbox_env  # noqa: E402
 from tests.test_faults_midrun import LOCKER, Watcher  # noqa: E402
 from tests.warehouse import Loader, assert_warehouse_equals  # noqa: E402
 
@@ -127,11 +128,7 @@ class Outcome:
 def cli(*args: str, cwd: Path, running: RunningSandbox, env: dict | None = None,
         timeout: float = 1800) -> subprocess.CompletedProcess:  # fmt: skip
     full = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    full |= {
-        "DLT_DATA_DIR": str(cwd / "dlt-data"),
-        "SOURCES__COPPER__API_KEY": running.api_key,
-        "SOURCES__COPPER__USER_EMAIL": running.user_email,
-        "SOURCES__COPPER__BASE_URL": running.base_url,
+    full |= sandbox_env(running, cwd) | {
         "RUNTIME__DLTHUB_TELEMETRY": "false",
         **RUN_ENV,
         **(env or {}),
@@ -381,11 +378,7 @@ def load_run(records: int, latency: float, jitter: float) -> dict:
     peaks: dict[int, int] = {}  # mark -> peak RSS while fewer records than it were served
     with serve_in_thread(Sandbox(account, config)) as running:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-        env |= {
-            "DLT_DATA_DIR": str(work / "dlt-data"),
-            "SOURCES__COPPER__API_KEY": running.api_key,
-            "SOURCES__COPPER__USER_EMAIL": running.user_email,
-            "SOURCES__COPPER__BASE_URL": running.base_url,
+        env |= sandbox_env(running, work) | {
             "SOURCES__COPPER__REQUESTS_PER_MINUTE": "1000000",  # the faults, not Copper's 180
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             **RUN_ENV,

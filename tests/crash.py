@@ -25,6 +25,7 @@ from pathlib import Path
 
 from copper_sandbox import RunningSandbox
 
+from .test_cli import sandbox_env
 from .warehouse import Loader, assert_warehouse_equals
 
 CLI = str(Path(sys.executable).with_name("copper-pipeline"))
@@ -82,14 +83,14 @@ class CrashRig:
 
     def env(self, folder: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-        return env | {
-            "DLT_DATA_DIR": str(folder),
-            "RUNTIME__DLTHUB_TELEMETRY": "false",
-            "SOURCES__COPPER__API_KEY": self.running.api_key,
-            "SOURCES__COPPER__USER_EMAIL": self.running.user_email,
-            "SOURCES__COPPER__BASE_URL": self.running.base_url,
-            "SOURCES__COPPER__REQUESTS_PER_MINUTE": "100000",
-        }
+        return (
+            env
+            | sandbox_env(self.running, folder)
+            | {
+                "RUNTIME__DLTHUB_TELEMETRY": "false",
+                "SOURCES__COPPER__REQUESTS_PER_MINUTE": "100000",
+            }
+        )
 
     def command(self, folder: Path) -> list[str]:
         warehouse = folder / "warehouse.duckdb"
@@ -200,7 +201,9 @@ class CrashRig:
             worker.join()
 
     def compare(self, folder: Path) -> tuple[bool, str]:
-        loader = Loader(folder, self.running, name="copper", duckdb_path=_warehouse(folder))
+        loader = Loader(
+            folder / "dlt-data", self.running, name="copper", duckdb_path=_warehouse(folder)
+        )
         try:
             for entity in ENTITIES:
                 assert_warehouse_equals(loader, entity)
@@ -218,7 +221,7 @@ class CrashRig:
         return "exited first"
 
     def _detector(self, point: str, folder: Path) -> Callable[[], bool]:
-        packages = folder / "pipelines" / "copper" / "load"
+        packages = folder / "dlt-data" / "pipelines" / "copper" / "load"
         if point in EXTRACT_SHARES:
             need = max(1, int(self.full_requests * EXTRACT_SHARES[point]))
             return lambda: self.requests() >= need

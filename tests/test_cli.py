@@ -19,15 +19,22 @@ from copper_sandbox.server import free_port
 CLI = str(Path(sys.executable).parent / "copper-pipeline")
 
 
+def sandbox_env(running, folder: Path) -> dict[str, str]:
+    """The settings a `copper-pipeline` process needs for `running`, with dlt's data in
+    `folder`/dlt-data."""
+    return {
+        "DLT_DATA_DIR": str(folder / "dlt-data"),
+        "SOURCES__COPPER__API_KEY": running.api_key,
+        "SOURCES__COPPER__USER_EMAIL": running.user_email,
+        "SOURCES__COPPER__BASE_URL": running.base_url,
+    }
+
+
 def cli(*args: str, cwd: Path, running=None, env: dict | None = None, timeout: float = 300):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
     full_env["DLT_DATA_DIR"] = str(cwd / "dlt-data")
     if running is not None:
-        full_env |= {
-            "SOURCES__COPPER__API_KEY": running.api_key,
-            "SOURCES__COPPER__USER_EMAIL": running.user_email,
-            "SOURCES__COPPER__BASE_URL": running.base_url,
-        }
+        full_env |= sandbox_env(running, cwd)
     full_env |= env or {}
     return subprocess.run(
         [CLI, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout

@@ -39,7 +39,7 @@ from copper_sandbox import RunningSandbox, Sandbox, SandboxAccount, SandboxConfi
 from pipelines import cli as pipeline_cli
 
 from .postgres import ENV_URL, _as_owner, find_bin_dir, postgres_server
-from .test_cli import cli
+from .test_cli import cli, sandbox_env
 from .warehouse import Loader, assert_warehouse_equals
 
 SEED, SCALE = 93, 0.05
@@ -113,10 +113,7 @@ def main(
 ) -> tuple[int, str]:
     """`copper-pipeline ARGS` in this process, as `cli()` runs it: (exit code, error lines)."""
     values = {
-        "DLT_DATA_DIR": str(cwd / "dlt-data"),
-        "SOURCES__COPPER__API_KEY": running.api_key,
-        "SOURCES__COPPER__USER_EMAIL": running.user_email,
-        "SOURCES__COPPER__BASE_URL": running.base_url,
+        **sandbox_env(running, cwd),
         **FAST,
         **(env or {}),
     }

@@ -12,17 +12,13 @@ from copper import ClientStats
 from copper_sandbox import SandboxAccount
 from pipelines.progress import progress
 
-from .test_cli import CLI, cli
+from .test_cli import CLI, cli, sandbox_env
 
 
 def run_on_a_terminal(tmp_path, running) -> tuple[int, str]:
     """Run with stderr on a pseudo-terminal, as a person at a shell would; what it drew."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__") and k != "CI"}
-    env |= {
-        "DLT_DATA_DIR": str(tmp_path / "dlt-data"),
-        "SOURCES__COPPER__API_KEY": running.api_key,
-        "SOURCES__COPPER__USER_EMAIL": running.user_email,
-        "SOURCES__COPPER__BASE_URL": running.base_url,
+    env |= sandbox_env(running, tmp_path) | {
         "SOURCES__COPPER__REQUESTS_PER_MINUTE": "900",  # slow enough to be redrawn
         "TERM": "xterm-256color",
         "COLUMNS": "120",

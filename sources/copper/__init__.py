@@ -69,6 +69,8 @@ STATE_COLUMNS = "custom_field_columns"
 WEBHOOK_SEQ = "webhook_seq"  # source state: the last inbox event applied
 WEBHOOK_EVENTS = "_copper_webhook_events"
 ARROW_ROWS = 20_000  # rows of an Arrow item: 100 pages (a page's 200 rows: ~0.2 MB)
+# records split into Arrow tables at once: pyarrow's calls cost as much for 200 as for 2,000
+SPLIT_RECORDS = 2_000
 _EPOCHS = range(-62_135_596_800, LATEST + 1)  # epoch seconds of years 1-9999
 
 
@@ -402,6 +404,21 @@ def _as_arrow(
     load_id = None
     buffered: dict[str, list[pa.Table]] = {}
     rows = 0
+    records: list[dict] = []  # pages' records waiting to be split, `SPLIT_RECORDS` at a time
+
+    def split() -> Iterator[Any]:
+        nonlocal rows
+        tables, left = arrow.split(records, load_id)  # prepared there, by columns
+        records.clear()
+        for name, table in tables:
+            buffered.setdefault(name, []).append(table)
+            rows += table.num_rows
+        if rows >= ARROW_ROWS:
+            yield from _flushed(buffered, arrow.table)
+            rows = 0
+        if left:
+            yield [prepare(r) for r in left]
+
     for page in pages:
         if isinstance(page, DataItemWithMeta):  # the deletion log, prepared as on the dict path
             if isinstance(page.data, list):
@@ -412,15 +429,11 @@ def _as_arrow(
         else:
             if load_id is None:
                 load_id = load_package_state()["load_id"]
-            tables, left = arrow.split(page, load_id)  # prepared there, by columns
-            for name, table in tables:
-                buffered.setdefault(name, []).append(table)
-                rows += table.num_rows
-            if rows >= ARROW_ROWS:
-                yield from _flushed(buffered, arrow.table)
-                rows = 0
-            if left:
-                yield [prepare(r) for r in left]
+            records += page
+            if len(records) >= SPLIT_RECORDS:
+                yield from split()
+    if records:
+        yield from split()
     yield from _flushed(buffered, arrow.table)
     yield _END
 

@@ -17,19 +17,22 @@ decode as one of its typed strings, refuse) is handed back, to go to dlt as a di
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pendulum
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.json import PUA_CHARACTER_MAX, PUA_START
 from dlt.common.json import json as dlt_json
 from dlt.common.normalizers.json.helpers import get_nested_row_hash
-from dlt.common.normalizers.utils import generate_dlt_ids
+from dlt.common.normalizers.utils import DLT_ID_LENGTH_BYTES, generate_dlt_ids
 
 from .settings import LATEST
 
@@ -134,12 +137,48 @@ class ArrowPages:
             [f for _, _, f in self._columns]
             + [pa.field(name, pa.string(), nullable=False) for name in ROOT_DLT_COLUMNS]
         )
+        # Text and bool columns, nested dicts of them and the child lists are taken apart by
+        # pyarrow in one call (`_struct_tables`): its conversion to those types is as strict
+        # as `_CLASSES`. To numbers it is not (an int64 takes 1.5 as 1, a double True as
+        # 1.0), so the other columns are read from the records in Python, as before.
+        types = {column: data_type for column, data_type, _ in self._columns}
+        strict = ("text", "bool")
+        struct: list[pa.Field] = [
+            pa.field(key, _ARROW[types[c]]) for key, c in self._top.items() if types[c] in strict
+        ]
+        # the other columns, each with the record key and sub key of its values
+        where = {c: (k, None) for k, c in self._top.items()}
+        where |= {c: (k, sub) for k, subs in self._nested.items() for sub, c in subs.items()}
+        self._by_value = [(c, t, f, *where[c]) for c, t, f in self._columns if t not in strict]
+        for key, subs in self._nested.items():
+            kept = [(sub, _ARROW[types[c]]) for sub, c in subs.items() if types[c] in strict]
+            struct.append(pa.field(key, pa.struct(kept)))
+        for key, fields in CHILD_FIELDS.items():
+            item = pa.string() if fields is None else pa.struct([(f, pa.string()) for f in fields])
+            struct.append(pa.field(key, pa.list_(item)))
+        self._struct = pa.struct(struct)
 
     def split(
         self, records: list[dict], load_id: str
     ) -> tuple[list[tuple[str, pa.Table]], list[dict]]:
-        """The page's rows as Arrow tables, (table name, table) with the root first (none if no
-        record is plain), and the records left for dlt's normalizer, in their order."""
+        """The records' rows as Arrow tables, (table name, table) with the root first (none if
+        no record is plain), and the records left for dlt's normalizer, in their order.
+
+        Most records are taken apart by pyarrow (`_struct_tables`); only when that finds
+        something to look into (an untidy record) are they checked value by value, and
+        the untidy ones found (`_tables`)."""
+        keys = self._keys
+        if records and all(r.keys() <= keys or _nothing_else(r, keys) for r in records):
+            try:
+                return self._struct_tables(records, load_id), []
+            except (_Untidy, pa.ArrowException, OverflowError, TypeError, ValueError):
+                pass  # the checked path finds which
+        return self._checked_split(records, load_id)
+
+    def _checked_split(
+        self, records: list[dict], load_id: str
+    ) -> tuple[list[tuple[str, pa.Table]], list[dict]]:
+        """`split`, checking every value in Python and finding the untidy records."""
         keys = self._keys
         is_plain = [r.keys() <= keys or _nothing_else(r, keys) for r in records]
         plain = [r for r, p in zip(records, is_plain, strict=True) if p]
@@ -153,6 +192,58 @@ class ArrowPages:
                 left += [r for i, r in enumerate(plain) if i in exc.rows]
                 plain = [r for i, r in enumerate(plain) if i not in exc.rows]
         return [], left
+
+    def _struct_tables(self, records: list[dict], load_id: str) -> list[tuple[str, pa.Table]]:
+        """The tables `_tables` makes of `records`, with their text, bool, nested and list
+        values converted by pyarrow; raises (`_Untidy` or pyarrow's errors) if a value is
+        not one its column takes as it is, for the checked path to find it."""
+        nested: dict[str, list] = {}  # pyarrow would drop keys it does not know: none here
+        for key, allowed in self._sub_keys.items():
+            dicts = nested[key] = [_EMPTY if (d := r.get(key)) is None else d for r in records]
+            if not all(d.__class__ is dict and d.keys() <= allowed for d in dicts):
+                raise _Untidy(())
+        for key, fields in CHILD_FIELDS.items():  # pyarrow would take a string for a list
+            lists = [v for r in records if (v := r.get(key)) is not None]
+            if not all(v.__class__ is list for v in lists):
+                raise _Untidy(())
+            if fields is not None:
+                allowed = frozenset(fields)
+                if not all(i.__class__ is dict and i.keys() <= allowed for v in lists for i in v):
+                    raise _Untidy(())
+        struct = pa.array(records, self._struct)
+        n = len(records)
+        flat: dict[str, pa.Array] = {}
+        for key, subs in self._nested.items():
+            parent = struct.field(key)
+            for sub, array in zip(parent.type, parent.flatten(), strict=True):
+                flat[subs[sub.name]] = array
+        arrays = []
+        values = iter(
+            self._array(
+                [r.get(key) for r in records] if sub is None else [d.get(sub) for d in nested[key]],
+                data_type,
+                field,
+            )
+            for _, data_type, field, key, sub in self._by_value
+        )
+        for column, data_type, field in self._columns:
+            if data_type not in ("text", "bool"):
+                arrays.append(next(values))
+                continue
+            array = flat[column] if column in flat else struct.field(column)
+            if not field.nullable and array.null_count:
+                raise _Untidy(())
+            if data_type == "text" and _starts_with_pua(array):
+                raise _Untidy(())
+            arrays.append(array)
+        ids = generate_dlt_ids(n)
+        arrays += [pa.array([load_id] * n, pa.string()), pa.array(ids, pa.string())]
+        tables = [(self.table, pa.Table.from_arrays(arrays, schema=self._schema))]
+        for key, fields in CHILD_FIELDS.items():
+            child = _child_of_lists(self.children[key], fields, struct.field(key), ids)
+            if child is not None:
+                tables.append((self.children[key], child))
+        return tables
 
     def _tables(self, records: list[dict], load_id: str) -> list[tuple[str, pa.Table]]:
         values: dict[str, list] = {}
@@ -265,6 +356,56 @@ class ArrowPages:
             if pc.any(pua).as_py():
                 raise _Untidy([i for i, p in enumerate(pua.to_pylist()) if p])
         return array
+
+
+def _child_of_lists(
+    table: str, fields: tuple[str, ...] | None, lists: pa.ListArray, ids: list[str]
+) -> pa.Table | None:
+    """The child table `ArrowPages._child` makes of a list column converted by pyarrow
+    (None if it has no items); raises `_Untidy` if an item is not plain."""
+    items = lists.flatten()
+    if not len(items):
+        return None
+    if items.null_count:  # None in a list
+        raise _Untidy(())
+    if fields is None:  # a list of strings
+        names, columns = ["value"], [items]
+    else:  # dicts of strings, each with a value (dlt makes no row of an item of None only)
+        subs = [items.field(name) for name in fields]
+        unset = subs[0].is_null()
+        for column in subs[1:]:
+            unset = pc.and_(unset, column.is_null())
+        if pc.any(unset).as_py():
+            raise _Untidy(())
+        pairs = [(n, c) for n, c in zip(fields, subs, strict=True) if c.null_count < len(c)]
+        names, columns = [n for n, _ in pairs], [c for _, c in pairs]  # no column of NULLs only
+    if any(_starts_with_pua(column) for column in columns):
+        raise _Untidy(())
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy()
+    owners = np.repeat(np.arange(len(lengths)), lengths)
+    positions = np.arange(len(owners)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    parents = [ids[i] for i in owners.tolist()]
+    row_ids = _nested_row_hashes(parents, table, positions.tolist())
+    parent_ids = pa.array(parents, pa.string())
+    arrays = [*columns, parent_ids, parent_ids, pa.array(positions, pa.int64()), pa.array(row_ids)]
+    schema = pa.schema([pa.field(n, pa.string()) for n in names] + _CHILD_SCHEMA_TAIL)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _nested_row_hashes(parents: list[str], table: str, positions: list[int]) -> list[str]:
+    """dlt's `get_nested_row_hash(parent, table, position)` of each child row, in one loop."""
+    shake, encode = hashlib.shake_128, base64.b64encode
+    return [
+        encode(shake(f"{p}_{table}_{i}".encode()).digest(DLT_ID_LENGTH_BYTES))
+        .decode("ascii")
+        .rstrip("=")
+        for p, i in zip(parents, positions, strict=True)
+    ]
+
+
+def _starts_with_pua(array: pa.Array) -> bool:
+    """Whether a string of a text column starts with a typed-value mark."""
+    return _may_start_with_pua(array) and pc.any(pc.match_substring_regex(array, _PUA_TEXT)).as_py()
 
 
 def _may_start_with_pua(array: pa.Array) -> bool:

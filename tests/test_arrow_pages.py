@@ -21,7 +21,8 @@ COLUMNS = {
     "vip": {"data_type": "bool"},
     "score": {"data_type": "double"},
     "amount": {"data_type": "decimal", "precision": 38, "scale": 9},
-    "date_modified": {"data_type": "timestamp"},
+    "date_modified": {"data_type": "timestamp"},  # epoch seconds (or datetimes)
+    "cf_start": {"data_type": "timestamp"},  # datetimes, as the custom field pivot gives
     "custom_fields": {"data_type": "json"},
     "address__city": {"data_type": "text"},
     "address__zip": {"data_type": "text"},
@@ -52,7 +53,8 @@ TIDY: dict[str, st.SearchStrategy] = {  # values the columns take as they are
     "vip": st.one_of(st.none(), st.booleans()),
     "score": st.one_of(st.none(), st.floats(-1e9, 1e9)),
     "amount": st.one_of(st.none(), st.integers(-(10**9), 10**9), st.floats(0, 1e6)),
-    "date_modified": st.one_of(st.integers(0, 2**32), st.datetimes(timezones=st.just(dt.UTC))),
+    "date_modified": st.integers(0, 2**32),
+    "cf_start": st.one_of(st.none(), st.datetimes(timezones=st.just(dt.UTC))),
     "custom_fields": st.lists(st.fixed_dictionaries({"id": st.integers(1, 9)})),
     "address": st.one_of(
         st.none(), st.fixed_dictionaries({}, optional={"city": TEXT, "zip": TEXT})
@@ -82,7 +84,10 @@ UNTIDY = {  # what may come instead, now and then, besides anything at all
     "vip": st.one_of(st.integers(0, 1), st.text(max_size=2)),
     "score": st.one_of(st.booleans(), st.integers(-5, 5)),
     "amount": st.one_of(st.booleans(), st.floats(0, 1, width=16).map(lambda f: f / 3)),
-    "date_modified": st.one_of(st.integers(-(2**62), 2**62), st.datetimes(), st.floats(0, 9)),
+    "date_modified": st.one_of(
+        st.integers(-(2**62), 2**62), st.datetimes(timezones=st.just(dt.UTC)), st.floats(0, 9)
+    ),
+    "cf_start": st.one_of(st.datetimes(), st.integers(0, 2**32)),
     "custom_fields": st.just([{"id": "\uf026x"}]),
     "address": NESTED,
     "parent": st.one_of(NESTED, st.fixed_dictionaries({"id": st.floats(0, 9)})),
@@ -148,6 +153,7 @@ def test_tidy_records_are_taken_apart_by_pyarrow() -> None:
             "score": 1.5,
             "amount": 10,
             "date_modified": 1_700_000_000 + i,
+            "cf_start": dt.datetime(2024, 1, 1, tzinfo=dt.UTC) if i % 2 else None,
             "custom_fields": [{"id": 1, "value": "x"}],
             "address": {"city": "Paris"} if i % 3 else None,
             "parent": {"id": 7, "type": "person"},
@@ -191,6 +197,9 @@ def test_tidy_records_are_taken_apart_by_pyarrow() -> None:
         {"vip": 1},
         {"date_modified": 2**62},  # no epoch second of years 1-9999
         {"date_modified": dt.datetime(2024, 1, 1)},  # naive
+        {"date_modified": 1.5e9 + 0.5},  # pyarrow: 1500000000 in an int64
+        {"parent": {"id": 2.5}},
+        {"cf_start": dt.datetime(2024, 1, 1)},
         {"custom_fields": [{"id": "\uf026x"}]},
         {"unknown": [None]},
         {"unknown": 1},

@@ -87,3 +87,23 @@ def test_the_walk_with_the_most_rows_left_goes_first_when_requests_queue():
     for thread in threads:
         thread.join(timeout=5)
     assert order == ["many rows left", "few rows left"]
+
+
+def test_a_request_holds_its_place_for_a_window_from_when_its_answer_began():
+    """Copper counts a request when it arrives, before it answers: reading the body (and
+    waiting for the GIL to read it) does not extend the place a request holds."""
+    now = [0.0]
+    budget = RequestBudget(1, window=10.0, clock=lambda: now[0])
+    with budget.slot() as answered:
+        now[0] = 1.0
+        answered()  # the response's headers are in
+        now[0] = 5.0  # its body read
+    assert budget.free_slots() == 0
+    now[0] = 11.5  # a window after the headers, not yet one after the body
+    assert budget.free_slots() == 1
+    with budget.slot():  # a caller that never says: from the end of the block
+        now[0] = 12.0
+    now[0] = 21.5
+    assert budget.free_slots() == 0
+    now[0] = 22.0
+    assert budget.free_slots() == 1

@@ -216,12 +216,19 @@ class CopperClient:
     ) -> tuple[Any, httpx.Headers]:
         content = orjson.dumps(body) if body is not None else None
         counters = self.stats.entity(path.strip("/").split("/")[0])
-        with self.budget.slot():
+        request = self._http.build_request(method, path, content=content, params=params)
+        with self.budget.slot() as answered:
             with self._lock:
                 counters.requests += 1
                 counters.started = counters.started or time.monotonic()
             try:
-                response = self._http.request(method, path, content=content, params=params)
+                response = self._http.send(request, stream=True)
+                answered()  # the headers are in: the body's transfer and our wait for it to be
+                # read (threads share the GIL) no longer hold a place in the budget
+                try:
+                    response.read()
+                finally:
+                    response.close()
             except httpx.TimeoutException as exc:
                 raise _Retryable(f"timed out ({type(exc).__name__})") from None
             except httpx.ConnectError as exc:

@@ -74,18 +74,29 @@ class RequestBudget:
         return self.limit / self.window
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one request's place in the budget while it is sent and answered."""
+    def slot(self) -> Iterator[Callable[[], None]]:
+        """Hold one request's place in the budget while it is sent and answered. The place
+        counts for a window from when the answer began, which the caller may say by calling
+        what this yields (the response's headers are in: Copper has counted the request by
+        then); else from the end of the block."""
         waited = self._acquire()
         sent = self._clock()
         self._note_cycle(sent, waited)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                with self._cond:
+                    self._in_flight -= 1
+                    self._done.append(self._clock())
+                    self._cond.notify_all()
+
         try:
-            yield
+            yield release
         finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._done.append(self._clock())
-                self._cond.notify_all()
+            release()
 
     def free_slots(self) -> int:
         """Requests that could be sent right now without waiting."""

@@ -50,6 +50,7 @@ class Outcome:
     traceback: bool
     exit_seconds: float  # from the signal to the process's end
     left_behind: int  # processes of the stopped run still alive after it ended (killed then)
+    at_stop: int  # processes of the run (itself, its workers) when the signal was sent
     next_exit: int
     next_finished_interrupted: bool
     next_rows: int  # rows the next run extracted
@@ -80,6 +81,7 @@ class CrashRig:
         self.rng = random.Random(seed)
         self.full_requests = 0
         self.full_rows = 0
+        self.settings: dict[str, str] = {}  # more environment for the runs (source settings)
 
     def env(self, folder: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
@@ -90,6 +92,7 @@ class CrashRig:
                 "RUNTIME__DLTHUB_TELEMETRY": "false",
                 "SOURCES__COPPER__REQUESTS_PER_MINUTE": "100000",
             }
+            | self.settings
         )
 
     def command(self, folder: Path) -> list[str]:
@@ -117,7 +120,8 @@ class CrashRig:
         folder.mkdir(parents=True)
         self.running.sandbox.stats.reset()
         # a slower Copper leaves time to find the extraction points
-        self.running.sandbox.config.update(latency=0.1 if point in EXTRACT_SHARES else 0.0)
+        slow = point in EXTRACT_SHARES or point == "workers"
+        self.running.sandbox.config.update(latency=0.1 if slow else 0.0)
         first = subprocess.Popen(
             self.command(folder), env=self.env(folder), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -126,6 +130,7 @@ class CrashRig:
             hit = self._wait_for(point, first, folder, timeout)
         if hit == point and point in EXTRACT_SHARES:
             hit = f"extract, {self.requests() / self.full_requests:.0%} of requests"
+        at_stop = len(_group_members(first.pid))
         sent = time.monotonic()
         if hit != "exited first":
             if sig == "SIGINT":
@@ -158,6 +163,7 @@ class CrashRig:
             traceback="Traceback" in stderr,
             exit_seconds=exit_seconds,
             left_behind=left_behind,
+            at_stop=at_stop,
             next_exit=second.returncode,
             next_finished_interrupted=FINISHING in second.stderr,
             next_rows=_rows_extracted(second.stdout),
@@ -213,6 +219,8 @@ class CrashRig:
 
     def _wait_for(self, point: str, run: subprocess.Popen, folder: Path, timeout: float) -> str:
         reached = self._detector(point, folder)
+        if point == "workers":  # the run's worker processes (`arrow_processes`) are running
+            reached = lambda: len(_group_members(run.pid)) > 1  # noqa: E731
         deadline = time.monotonic() + timeout
         while run.poll() is None and time.monotonic() < deadline:
             if reached():

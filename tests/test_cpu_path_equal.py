@@ -1,12 +1,13 @@
-"""The Arrow path (the default) and the dict path (`arrow_tables=False`, every record through
-dlt's normalizer) make the same warehouse: every table, column (name, order, type,
-nullability) and value, after a full load and after an incremental load that changes, adds
-and deletes records and their child rows; untidy records among them (they take the dict path
-inside the Arrow one)."""
+"""The Arrow path (the default), with its tables built in this process or in worker processes,
+and the dict path (`arrow_tables=False`, every record through dlt's normalizer) make the same
+warehouse: every table, column (name, order, type, nullability) and value, after a full load
+and after an incremental load that changes, adds and deletes records and their child rows;
+untidy records among them (they take the dict path inside the Arrow one)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import Counter
 from typing import Any
@@ -25,24 +26,39 @@ ENTITY_NAMES = {e.name for e in ENTITIES}
 DETECTION_TIMES = {"_copper_deleted_at", "detected_at"}
 
 
-def test_arrow_and_dict_paths_make_the_same_warehouse(serve, tmp_path):
+def test_arrow_and_dict_paths_make_the_same_warehouse(serve, tmp_path, caplog):
     account = SandboxAccount.generate(seed=31, scale=0.15)
     _untidy(account, random.Random(1), "first")
     with serve(account) as running:
         paths = {
             "dicts": Loader(tmp_path / "dicts", running, name="dicts"),
             "arrow": Loader(tmp_path / "arrow", running, name="arrow"),
+            "workers": Loader(tmp_path / "workers", running, name="workers"),
         }
-        options = {"dicts": {"arrow_tables": False}, "arrow": {}}
+        options = {
+            "dicts": {"arrow_tables": False},
+            "arrow": {"arrow_processes": 0},
+            "workers": {"arrow_processes": 2},  # from the first record
+        }
+        warned = {}
         for name, loader in paths.items():
-            loader.run(**options[name])
-        assert {"activities", "people", "people__emails", "people__tags"} <= _from_arrow(
-            paths["arrow"]
-        )
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="copper"):
+                loader.run(**options[name])
+            warned[name] = _warnings(caplog)
+        # the workers built the tables, and their custom-field warnings were logged once each
+        assert "Arrow tables built by" in warned["workers"]
+        assert "Arrow tables built by" not in warned["arrow"]
+        assert warned["workers"]["custom field"] == warned["arrow"]["custom field"] != []
+        for name in ("arrow", "workers"):
+            tables = _from_arrow(paths[name])
+            assert {"activities", "people", "people__emails", "people__tags"} <= tables
         assert not _from_arrow(paths["dicts"])
         first = {name: _warehouse(loader) for name, loader in paths.items()}
         _assert_same(first["dicts"], first["arrow"])
+        _assert_same(first["dicts"], first["workers"])
         _assert_dlt_ids_as_dlt_makes_them(paths["arrow"])
+        _assert_dlt_ids_as_dlt_makes_them(paths["workers"])
 
         rng = random.Random(2)
         account.clock.advance(60)
@@ -64,8 +80,17 @@ def test_arrow_and_dict_paths_make_the_same_warehouse(serve, tmp_path):
             loader.run(reconcile_every_hours=0, **options[name])
         second = {name: _warehouse(loader) for name, loader in paths.items()}
     _assert_same(second["dicts"], second["arrow"])
+    _assert_same(second["dicts"], second["workers"])
     _assert_dlt_ids_as_dlt_makes_them(paths["arrow"])
+    _assert_dlt_ids_as_dlt_makes_them(paths["workers"])
     assert second["arrow"] != first["arrow"]  # the second load changed something
+
+
+def _warnings(caplog) -> dict[str, list[str]]:
+    """The run's custom-field warnings (sorted), and its log lines by their first words."""
+    lines = [r.getMessage() for r in caplog.records if r.name == "copper"]
+    custom = sorted(m for m in lines if m.startswith("custom field"))
+    return {"custom field": custom, **{" ".join(m.split()[:4]): [m] for m in lines}}
 
 
 def _untidy(account: SandboxAccount, rng: random.Random, tag: str) -> None:

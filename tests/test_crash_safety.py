@@ -48,6 +48,22 @@ def test_a_stopped_run_is_completed_by_the_next(rig, point, sig):
         assert outcome.exit_seconds < 30
 
 
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
+def test_worker_processes_stop_with_their_run(rig, sig):
+    """Tables built by worker processes (`arrow_processes`): a killed run's workers leave with
+    it, Ctrl-C stops the run in one line (the workers ignore it), and the next run is exact."""
+    rig.settings = {"SOURCES__COPPER__ARROW_PROCESSES": "2"}
+    try:
+        outcome = rig.stop_and_recover("workers", sig)
+    finally:
+        rig.settings = {}
+    assert outcome.at_stop >= 2, "no worker process was running when the run stopped"
+    assert outcome.left_behind == 0
+    assert outcome.next_exit == 0, outcome.detail
+    assert outcome.exact, outcome.detail
+    assert outcome.clean_exit, outcome.stderr
+
+
 def test_a_live_run_holds_the_lock_and_a_dead_ones_does_not(rig):
     refused, stale_pid, exact = rig.lock_while_running()
     assert "another copper-pipeline run (pid" in refused

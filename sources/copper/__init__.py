@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +28,7 @@ from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
 from .arrow import CHILD_DLT_COLUMNS, ROOT_DLT_COLUMNS, ArrowPages, QuietArrowHints, combined
+from .arrow_processes import AUTO, ArrowBuilder
 from .client import ClientStats, CopperAuthError, CopperClient, CopperError, Credentials
 from .custom_fields import CustomFieldPivot, column_names
 from .extract import (
@@ -97,6 +100,7 @@ def copper_source(
     webhook_events: Sequence[Mapping[str, Any]] = (),
     stats: ClientStats | None = None,
     arrow_tables: bool = True,
+    arrow_processes: int = AUTO,
 ) -> Iterator[DltResource]:
     """Every Copper entity (merged on id) and the reference tables (replaced each run).
 
@@ -135,6 +139,10 @@ def copper_source(
             dlt loads without normalizing row by row; records that are not plain go as dicts.
             False: every record as a dict, through dlt's normalizer (the same warehouse,
             slower; `tests/test_cpu_path_equal.py` compares the two).
+        arrow_processes: worker processes that build the Arrow tables (and pivot custom
+            fields), beside the process that reads Copper and writes dlt's files: -1 (the
+            default) for the cores the machine has to spare (at most 2), used once an entity
+            has handed over 20,000 records; 0 for none; N for N from the first record.
     """
     initial = _start_timestamp(start_date)
     _check_settings(
@@ -150,6 +158,7 @@ def copper_source(
             "max_attempts": (max_attempts, 1),
             "max_backoff": (max_backoff, 0),
             "reconcile_every_hours": (reconcile_every_hours, 0),
+            "arrow_processes": (arrow_processes, AUTO),
         },
         choices={"deletes": (deletes, DELETES), "reconcile": (reconcile, RECONCILE)},
     )
@@ -188,6 +197,7 @@ def copper_source(
     )
     named = _webhook_ids(webhook_events)
     selected = [e for e in ENTITIES if not entities or e.name in entities]
+    builder = ArrowBuilder(pivot, arrow_processes) if arrow_tables else None
     if arrow_tables:
         _quiet_arrow_hints()
     for entity in selected:
@@ -195,13 +205,12 @@ def copper_source(
         extraction = EntityExtraction(
             entity,
             client,
-            pivot,
             settings,
             lookback_days=activity_lookback_days if entity.lookback_days else 0,
             expected=_warehouse_rows(entity) if reconcile != "off" or ids else KnownRows.empty(),
             webhook_ids=ids,
         )
-        yield _entity_resource(entity, extraction, pivot, deletes, arrow_tables)
+        yield _entity_resource(entity, extraction, pivot, deletes, builder)
     if webhook_events:
         yield _webhook_events_resource(webhook_events)
     for reference in REFERENCES:
@@ -312,8 +321,10 @@ def _entity_resource(
     extraction: EntityExtraction,
     pivot: CustomFieldPivot,
     deletes: str,
-    arrow_tables: bool = True,
+    builder: ArrowBuilder | None,
 ) -> DltResource:
+    """An entity's resource: its pages as Arrow tables built by `builder`, or (None) as
+    dicts for dlt's normalizer, custom fields pivoted either way."""
     columns: dict[str, Any] = {c: {"data_type": t} for c, t in entity.columns.items()}
     columns.update({c: {"data_type": "timestamp"} for c in entity.timestamps})
     columns.update({c: dict(MONEY) for c in entity.money})
@@ -328,15 +339,17 @@ def _entity_resource(
     if deletes == "hard":
         columns[DELETED_AT]["hard_delete"] = True
     prepare = _dlt_row(entity.timestamps)
-    if arrow_tables:
+    if builder is not None:
         columns.update(ROOT_DLT_COLUMNS)  # dlt's own columns, as its normalizer adds them
         arrow = ArrowPages(entity.name, columns)
+        builder.register(entity.name, arrow, entity.record_type if entity.has_custom_fields
+                         else None)  # fmt: skip
 
     def records() -> Iterator[Any]:
         if entity.has_custom_fields:
             dlt.current.source_state()[STATE_COLUMNS] = pivot.columns
         pages = extraction.pages(dlt.current.resource_state(entity.name))
-        yield from _as_arrow(pages, arrow, prepare) if arrow_tables else pages
+        yield from pages if builder is None else _as_arrow(pages, builder, arrow, prepare)
 
     resource = dlt.resource(
         records,
@@ -347,8 +360,10 @@ def _entity_resource(
         parallelized=True,
     )
     resource = with_deletions_table(resource)
-    if not arrow_tables:
-        return resource.add_map(prepare)
+    if builder is None:
+        if not entity.has_custom_fields:
+            return resource.add_map(prepare)
+        return resource.add_map(lambda r: prepare(pivot.pivot(r, entity.record_type)))
     for child in arrow.children.values():
         # the child tables' own hints, as dlt's normalizer makes them: a parent and dlt's four
         # columns (`apply_hints` would start a variant from the root's: merge on id)
@@ -395,45 +410,61 @@ def _owned_child_tables(root: str, children: list[str]) -> Callable[[Any], Any]:
 
 
 def _as_arrow(
-    pages: Iterator[Any], arrow: ArrowPages, prepare: Callable[[dict], dict]
+    pages: Iterator[Any], builder: ArrowBuilder, arrow: ArrowPages, prepare: Callable[[dict], dict]
 ) -> Iterator[Any]:
     """Pages of records as Arrow tables of about `ARROW_ROWS` rows (dlt computes the schema
     of a table for every Arrow item it gets: once a page would cost more than building it),
-    the root's rows and its child tables' (`copper/arrow.py`); records dlt must normalize
-    (untidy ones) as dicts, page by page, as the deletion log and hard-delete markers."""
+    the root's rows and its child tables' (`copper/arrow.py`), built `SPLIT_RECORDS` at a
+    time by `builder` (in worker processes for a big load, several batches in flight); records
+    dlt must normalize (untidy ones) as dicts, as the deletion log and hard-delete markers."""
     load_id = None
     buffered: dict[str, list[pa.Table]] = {}
-    rows = 0
-    records: list[dict] = []  # pages' records waiting to be split, `SPLIT_RECORDS` at a time
+    rows = handed = waiting = 0
+    batch: list[list[dict]] = []  # pages waiting to be built, `SPLIT_RECORDS` records at a time
+    pending: deque[Future] = deque()  # builds in order, at most `in_flight` waiting
+    in_flight = 2 * builder.processes
 
-    def split() -> Iterator[Any]:
+    def submit() -> None:
+        nonlocal batch, handed, waiting
+        handed += waiting
+        build = builder.submit if builder.wanted(handed) else builder.here
+        pending.append(build(arrow.table, batch, load_id))
+        batch, waiting = [], 0
+
+    def built(wait: bool) -> Iterator[Any]:
         nonlocal rows
-        tables, left = arrow.split(records, load_id)  # prepared there, by columns
-        records.clear()
-        for name, table in tables:
-            buffered.setdefault(name, []).append(table)
-            rows += table.num_rows
-        if rows >= ARROW_ROWS:
-            yield from _flushed(buffered, arrow.table)
-            rows = 0
-        if left:
-            yield [prepare(r) for r in left]
+        while pending and (wait or pending[0].done() or len(pending) > in_flight):
+            tables, left = builder.take(pending.popleft())
+            for name, table in tables:
+                buffered.setdefault(name, []).append(table)
+                rows += table.num_rows
+            if rows >= ARROW_ROWS:
+                yield from _flushed(buffered, arrow.table)
+                rows = 0
+            if left:
+                yield [prepare(r) for r in left]
 
-    for page in pages:
-        if isinstance(page, DataItemWithMeta):  # the deletion log, prepared as on the dict path
-            if isinstance(page.data, list):
-                page.data[:] = [prepare(r) for r in page.data]
-            yield page
-        elif page.__class__ is not list or not page or DELETED_AT in page[0]:
-            yield [prepare(r) for r in page] if page.__class__ is list else page
-        else:
-            if load_id is None:
-                load_id = load_package_state()["load_id"]
-            records += page
-            if len(records) >= SPLIT_RECORDS:
-                yield from split()
-    if records:
-        yield from split()
+    with builder:
+        for page in pages:
+            if isinstance(page, DataItemWithMeta):  # the deletion log, prepared as on the dict path
+                if isinstance(page.data, list):
+                    page.data[:] = [prepare(r) for r in page.data]
+                yield page
+            elif not isinstance(page, list) or not page or DELETED_AT in page[0]:
+                yield [prepare(r) for r in page] if isinstance(page, list) else page
+            else:
+                if load_id is None:
+                    load_id = load_package_state()["load_id"]
+                    if builder.wanted(0):  # workers from the first record: start them now
+                        builder.start()
+                batch.append(page)
+                waiting += len(page)
+                if waiting >= SPLIT_RECORDS:
+                    submit()
+                    yield from built(wait=False)
+        if batch:
+            submit()
+        yield from built(wait=True)
     yield from _flushed(buffered, arrow.table)
     yield _END
 

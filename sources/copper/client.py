@@ -60,6 +60,23 @@ class _Unreachable(_Retryable):
 UNREACHABLE_ATTEMPTS = 3
 
 
+class Page(list):
+    """Records as Copper sent them, with the JSON they came in (`raw`) and which of its
+    records they are (`keep`: their positions; None: all): a worker process builds its rows
+    from the bytes, which cost nothing to send, rather than from the records."""
+
+    __slots__ = ("keep", "raw")
+
+    def __init__(self, records: list, raw: bytes, keep: list[int] | None = None) -> None:
+        super().__init__(records)
+        self.raw, self.keep = raw, keep
+
+    def subset(self, positions: list[int]) -> Page:
+        """These records of the page (positions in this page), still with the page's JSON."""
+        keep = positions if self.keep is None else [self.keep[i] for i in positions]
+        return Page([self[i] for i in positions], self.raw, keep)
+
+
 @dataclass(frozen=True)
 class Credentials:
     """An API key and its user's email, or an OAuth access token. Never printed."""
@@ -260,11 +277,12 @@ class CopperClient:
             error = CopperAuthError if status in (401, 403) else CopperError
             raise error(message, status)
         try:
-            return orjson.loads(response.content), response.headers
+            data = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             raise _Retryable(
                 f"HTTP {status} body is not valid JSON ({len(response.content)} bytes)"
             ) from None
+        return (Page(data, response.content) if data.__class__ is list else data), response.headers
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -409,6 +409,9 @@ class CustomFieldPivot:
         self._columns = dict(columns)
         self._specs: list[FieldSpec] = []
         self._warned: set[tuple[str, str]] = set()
+        # set: warnings go here as (column, kind, example) instead of to the log (a worker
+        # process hands them to the main process, which logs each once)
+        self.collect: list[tuple[str, str, Any]] | None = None
         seen: set[int] = set()
         for definition in definitions:
             definition_id = _definition_id(definition)
@@ -458,13 +461,13 @@ class CustomFieldPivot:
         if not fields:
             return record
         if fields.__class__ is not list:
-            self._warn("custom_fields", "not a list", fields)
+            self.warn("custom_fields", "not a list", fields)
             return record
         for field in fields:
             try:
                 entry = lookup.get(field["custom_field_definition_id"])
             except (TypeError, KeyError):
-                self._warn("custom_fields", "malformed entry", field)
+                self.warn("custom_fields", "malformed entry", field)
                 continue
             if entry is None:
                 entry = self._slow_lookup(field, lookup)
@@ -499,7 +502,7 @@ class CustomFieldPivot:
 
     def _lookup(self, record_type: str) -> Lookup:
         specs = self.specs_for(record_type)
-        lookup = {s.definition_id: (s.column, _converter(s, self._warn)) for s in specs}
+        lookup = {s.definition_id: (s.column, _converter(s, self.warn)) for s in specs}
         self._lookups[record_type] = lookup
         return lookup
 
@@ -510,9 +513,12 @@ class CustomFieldPivot:
             return lookup.get(int(definition_id))
         return None
 
-    def _warn(self, column: str, kind: str, value: Any) -> None:
+    def warn(self, column: str, kind: str, value: Any) -> None:
         """Logs the first occurrence of each (column, kind)."""
         key = (column, kind)
         if key not in self._warned:
             self._warned.add(key)
+            if self.collect is not None:
+                self.collect.append((column, kind, value))
+                return
             log.warning("custom field %s: %s, e.g. %.200r (raw value kept)", column, kind, value)

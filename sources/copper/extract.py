@@ -22,7 +22,6 @@ import dlt
 from dlt.sources import DltResource
 
 from .client import CopperClient, CopperError
-from .custom_fields import CustomFieldPivot
 from .reconcile import KnownRows, Reconciler, RowLog
 from .settings import LATEST, PAGE_SIZE, Entity
 from .warehouse import DELETED_AT, DELETION_COLUMNS, DELETIONS
@@ -58,14 +57,13 @@ class EntityExtraction:
         self,
         entity: Entity,
         client: CopperClient,
-        pivot: CustomFieldPivot,
         settings: RunSettings,
         *,
         lookback_days: int,
         expected: KnownRows,
         webhook_ids: Iterable[int] = (),
     ) -> None:
-        self.entity, self.client, self.pivot, self.settings = entity, client, pivot, settings
+        self.entity, self.client, self.settings = entity, client, settings
         self.lookback = lookback_days * 86_400
         self.expected = expected
         self.webhook_ids = sorted(set(webhook_ids))
@@ -133,10 +131,7 @@ class EntityExtraction:
 
     def _prepared(self, records: list[dict]) -> list[dict]:
         self.client.stats.entity(self.entity.name).extracted += len(records)
-        if self.entity.has_custom_fields:
-            for record in records:
-                self.pivot.pivot(record, self.entity.record_type)
-        return records
+        return records  # custom fields are pivoted where the records are built into rows
 
     # -- webhooks ------------------------------------------------------------------------------
     def _apply_webhooks(self, known: KnownRows) -> Iterator[Any]:

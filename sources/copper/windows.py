@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import pendulum
 
+from .client import Page
 from .rate_limit import WalkBoard, request_priority
 from .settings import PAGE_SIZE, SEARCH_CAP, Entity
 
@@ -236,14 +237,15 @@ class WindowWalker:
                 hi = stretch.upper()  # ... possibly while this request was in flight
             accept = self._acceptor(body)
             beyond = hi is not None and any((r.get(key) or 0) > hi for r in raw)
-            fresh = [
-                r
-                for r in raw
+            kept = [
+                i
+                for i, r in enumerate(raw)
                 if accept(r)
                 and r["id"] not in exclude
                 and not (r.get(key) == cursor and r["id"] in seen)
                 and not (beyond and r.get(key) > hi)  # type: ignore[operator]
             ]
+            fresh = _subset(raw, kept)
             # read what we need of the page before handing it on: downstream steps may
             # transform the records in place
             full = len(raw) == self.page_size
@@ -383,6 +385,15 @@ class WindowWalker:
 
 
 _DONE = object()
+
+
+def _subset(page: list[dict], positions: list[int]) -> list[dict]:
+    """These records of a page; a `Page` keeps its JSON along."""
+    if len(positions) == len(page):
+        return page
+    if isinstance(page, Page):
+        return page.subset(positions)
+    return [page[i] for i in positions]
 
 
 def read_windows(

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from copper import _dlt_row, _entity_resource
+from copper.arrow_processes import ArrowBuilder
 from copper.custom_fields import TYPE_HINTS, CustomFieldPivot, column_names
 from copper.settings import ENTITY_BY_NAME
 from pipelines.runner import LOADER_FORMAT
@@ -449,13 +450,13 @@ def companies(draw: st.DrawFn) -> list[dict]:
 
 
 class PrepareOnly:
-    """An extraction that yields given records, pivoted as the real extraction does."""
+    """An extraction that yields given records as Copper sent them (the resource pivots)."""
 
-    def __init__(self, records: list[dict], pivot: CustomFieldPivot) -> None:
-        self.records, self.pivot = records, pivot
+    def __init__(self, records: list[dict]) -> None:
+        self.records = records
 
     def pages(self, _state: Any) -> Iterator[list[dict]]:
-        yield [self.pivot.pivot(r, "company") for r in self.records]
+        yield self.records
 
 
 @settings(
@@ -474,7 +475,8 @@ def test_whole_records_load_into_duckdb(records) -> None:
             "properties", pipelines_dir=str(Path(tmp) / "dlt"),
             destination=dlt.destinations.duckdb(str(path)), dataset_name="copper",
         )  # fmt: skip
-        resource = _entity_resource(entity, PrepareOnly(records, pivot), pivot, "soft")
+        builder = ArrowBuilder(pivot, processes=0)
+        resource = _entity_resource(entity, PrepareOnly(records), pivot, "soft", builder)
         pipeline.run(resource, loader_file_format=LOADER_FORMAT["duckdb"]).raise_on_failed_jobs()
         with duckdb.connect(str(path), read_only=True) as con:
             cursor = con.execute("select * from copper.companies order by id")

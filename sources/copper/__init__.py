@@ -197,7 +197,7 @@ def copper_source(
     )
     named = _webhook_ids(webhook_events)
     selected = [e for e in ENTITIES if not entities or e.name in entities]
-    builder = ArrowBuilder(pivot, arrow_processes) if arrow_tables else None
+    builder = ArrowBuilder(pivot, arrow_processes, client.stats) if arrow_tables else None
     if arrow_tables:
         _quiet_arrow_hints()
     for entity in selected:

@@ -30,7 +30,7 @@ import orjson
 import pyarrow as pa
 
 from .arrow import ArrowPages
-from .client import Page
+from .client import ClientStats, Page
 from .custom_fields import CustomFieldPivot
 
 Tables = list[tuple[str, pa.Table]]
@@ -55,8 +55,11 @@ class ArrowBuilder:
     """Builds one run's Arrow tables: in this process, or in worker processes shared by every
     entity. `processes`: AUTO, 0 (never) or a count (used from the first record)."""
 
-    def __init__(self, pivot: CustomFieldPivot, processes: int = AUTO) -> None:
+    def __init__(
+        self, pivot: CustomFieldPivot, processes: int = AUTO, stats: ClientStats | None = None
+    ) -> None:
         self.pivot = pivot
+        self.stats = stats if stats is not None else ClientStats()
         self.auto = processes == AUTO
         self.processes = auto_processes() if self.auto else int(processes)
         self._entities: dict[str, tuple[ArrowPages, str | None]] = {}
@@ -105,9 +108,12 @@ class ArrowBuilder:
         """A build's result; the pivot's warnings of a worker are logged here, once each."""
         result = future.result()
         tables, left, warnings = result[:3]
-        if len(result) > 3:
-            self.peak_worker_rss_mb = max(self.peak_worker_rss_mb, result[3])
-            self.worker_cpu[result[4]] = result[5]
+        if len(result) > 3:  # from a worker: (..., records, peak RSS MB, pid, CPU s)
+            with self._lock:
+                self.peak_worker_rss_mb = max(self.peak_worker_rss_mb, result[4])
+                self.worker_cpu[result[5]] = result[6]
+                self.stats.built_by_workers += result[3]
+                self.stats.worker_cpu_seconds = sum(self.worker_cpu.values())
         for column, kind, example in warnings:
             self.pivot.warn(column, kind, example)
         return tables, left
@@ -205,4 +211,5 @@ def _build_in_worker(
         records += page if keep is None else [page[i] for i in keep]
     built = _build(entities[name], pivot, records, load_id)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return (*built, usage.ru_maxrss / 1024, os.getpid(), usage.ru_utime + usage.ru_stime)
+    cpu = usage.ru_utime + usage.ru_stime
+    return (*built, len(records), usage.ru_maxrss / 1024, os.getpid(), cpu)

@@ -126,6 +126,8 @@ class ClientStats:
     entities: dict[str, EntityStats] = field(default_factory=dict)
     retries: int = 0
     budget: RequestBudget | None = None  # the run's request budget, for its waits
+    built_by_workers: int = 0  # records whose rows worker processes built (`arrow_processes`)
+    worker_cpu_seconds: float = 0.0  # ... and the CPU seconds those processes used
 
     @property
     def budget_waits(self) -> tuple[int, float]:

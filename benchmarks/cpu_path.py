@@ -30,6 +30,7 @@ def one_run(
     postgres: bool = False,
     tuned: bool = True,
     arrow: bool = True,
+    processes: int = -1,
 ) -> dict:
     """Load an account of about `records` records; figures as a dict (run in a child)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,12 +45,17 @@ def one_run(
             from tests.postgres import postgres_server
 
             url = stack.enter_context(postgres_server())
-            return _one_run(records, profile, None, url, arrow)
-        return _one_run(records, profile, file_format, None, arrow)
+            return _one_run(records, profile, None, url, arrow, processes)
+        return _one_run(records, profile, file_format, None, arrow, processes)
 
 
 def _one_run(
-    records: int, profile: bool, file_format: str | None, pg_url: str | None, arrow: bool
+    records: int,
+    profile: bool,
+    file_format: str | None,
+    pg_url: str | None,
+    arrow: bool,
+    processes: int,
 ) -> dict:
     import dlt
 
@@ -78,6 +84,7 @@ def _one_run(
             requests_per_minute=10**9,
             stats=stats,
             arrow_tables=arrow,
+            arrow_processes=processes,
         )
         profiler = None
         if profile:
@@ -120,6 +127,8 @@ def _one_run(
         "extract_rss_mb": rss_extract,
         "extract_cpu_s": cpu_extract,
         "normalize_cpu_s": cpu_normalize,
+        "worker_cpu_s": stats.worker_cpu_seconds,
+        "worker_rss_mb": stats.worker_peak_rss_mb,
         "profile": str(root / "profile.txt") if profile else "",
     }
 
@@ -143,6 +152,9 @@ def main() -> None:
         "--dicts", action="store_true", help="every record as a dict (arrow_tables=False)"
     )
     parser.add_argument("--duckdb-memory-limit", help="e.g. 512MB (DuckDB's default: 80%% of RAM)")
+    parser.add_argument(
+        "--arrow-processes", type=int, default=-1, help="source setting (-1: auto, 0: none)"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duckdb_memory_limit:  # dlt's own setting, inherited by the children
@@ -151,8 +163,9 @@ def main() -> None:
         )
     if args.child:
         figures = one_run(
-            args.child, args.profile, args.format, args.postgres, not args.untuned, not args.dicts
-        )
+            args.child, args.profile, args.format, args.postgres, not args.untuned, not args.dicts,
+            args.arrow_processes,
+        )  # fmt: skip
         print(json.dumps(figures))
         return
     rows = []
@@ -161,20 +174,22 @@ def main() -> None:
         cmd += ["--format", args.format] if args.format else []
         flags = ("profile", "postgres", "untuned", "dicts")
         cmd += [f"--{flag}" for flag in flags if getattr(args, flag)]
+        cmd += ["--arrow-processes", str(args.arrow_processes)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     header = ("records", "rows (child tables too)", "requests", "extract s",
-              "extract CPU s", "normalize s", "normalize CPU s",
+              "extract CPU s", "worker CPU s", "normalize s", "normalize CPU s",
               "load s", "total s", "records/s", "peak RSS MB (extract)",
-              "peak RSS MB (run)")  # fmt: skip
+              "peak RSS MB (run)", "peak RSS MB (a worker)")  # fmt: skip
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for r in rows:
         print(
             f"{r['records']:,} | {r['table_rows']:,} | {r['requests']:,} | {r['extract_s']:.1f} | "
-            f"{r['extract_cpu_s']:.1f} | {r['normalize_s']:.1f} | {r['normalize_cpu_s']:.1f} | "
-            f"{r['load_s']:.1f} | {r['total_s']:.1f} | "
-            f"{r['records_per_s']:,.0f} | {r['extract_rss_mb']:,.0f} | {r['max_rss_mb']:,.0f}"
+            f"{r['extract_cpu_s']:.1f} | {r['worker_cpu_s']:.1f} | {r['normalize_s']:.1f} | "
+            f"{r['normalize_cpu_s']:.1f} | {r['load_s']:.1f} | {r['total_s']:.1f} | "
+            f"{r['records_per_s']:,.0f} | {r['extract_rss_mb']:,.0f} | {r['max_rss_mb']:,.0f} | "
+            f"{r['worker_rss_mb']:,.0f}"
         )
         if r["profile"]:
             print(f"  profile: {r['profile']}")

@@ -67,7 +67,6 @@ class ArrowBuilder:
         self._lock = threading.Lock()
         self._users = 0  # entities building now
         self._closing: threading.Timer | None = None
-        self.peak_worker_rss_mb = 0.0  # the largest worker's peak RSS, for benchmarks
         self.worker_cpu: dict[int, float] = {}  # CPU seconds of each worker (pid), so far
 
     def register(self, name: str, arrow: ArrowPages, record_type: str | None) -> None:
@@ -110,7 +109,7 @@ class ArrowBuilder:
         tables, left, warnings = result[:3]
         if len(result) > 3:  # from a worker: (..., records, peak RSS MB, pid, CPU s)
             with self._lock:
-                self.peak_worker_rss_mb = max(self.peak_worker_rss_mb, result[4])
+                self.stats.worker_peak_rss_mb = max(self.stats.worker_peak_rss_mb, result[4])
                 self.worker_cpu[result[5]] = result[6]
                 self.stats.built_by_workers += result[3]
                 self.stats.worker_cpu_seconds = sum(self.worker_cpu.values())
@@ -144,8 +143,8 @@ class ArrowBuilder:
             pool, self._pool, self._closing = self._pool, None, None
         pool.shutdown(wait=False, cancel_futures=True)
         log.info("Arrow tables built by %d worker process(es): %.1f CPU s, peak RSS %.0f MB",
-                 len(self.worker_cpu), sum(self.worker_cpu.values()),
-                 self.peak_worker_rss_mb)  # fmt: skip
+                 len(self.worker_cpu), self.stats.worker_cpu_seconds,
+                 self.stats.worker_peak_rss_mb)  # fmt: skip
 
 
 def _build(

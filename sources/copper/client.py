@@ -127,7 +127,8 @@ class ClientStats:
     retries: int = 0
     budget: RequestBudget | None = None  # the run's request budget, for its waits
     built_by_workers: int = 0  # records whose rows worker processes built (`arrow_processes`)
-    worker_cpu_seconds: float = 0.0  # ... and the CPU seconds those processes used
+    worker_cpu_seconds: float = 0.0  # ... the CPU seconds those processes used
+    worker_peak_rss_mb: float = 0.0  # ... and the largest peak memory of one of them
 
     @property
     def budget_waits(self) -> tuple[int, float]:

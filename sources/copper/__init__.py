@@ -421,20 +421,21 @@ def _as_arrow(
     buffered: dict[str, list[pa.Table]] = {}
     rows = handed = waiting = 0
     batch: list[list[dict]] = []  # pages waiting to be built, `SPLIT_RECORDS` records at a time
-    pending: deque[Future] = deque()  # builds in order, at most `in_flight` waiting
+    pending: deque[tuple[Future, list]] = deque()  # builds in order, at most `in_flight` waiting
     in_flight = 2 * builder.processes
 
     def submit() -> None:
         nonlocal batch, handed, waiting
         handed += waiting
         build = builder.submit if builder.wanted(handed) else builder.here
-        pending.append(build(arrow.table, batch, load_id))
+        pending.append((build(arrow.table, batch, load_id), batch))
         batch, waiting = [], 0
 
     def built(wait: bool) -> Iterator[Any]:
         nonlocal rows
-        while pending and (wait or pending[0].done() or len(pending) > in_flight):
-            tables, left = builder.take(pending.popleft())
+        while pending and (wait or pending[0][0].done() or len(pending) > in_flight):
+            future, pages = pending.popleft()
+            tables, left = builder.take(future, arrow.table, pages, load_id)
             for name, table in tables:
                 buffered.setdefault(name, []).append(table)
                 rows += table.num_rows

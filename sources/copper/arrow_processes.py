@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import orjson
@@ -39,16 +40,23 @@ Tables = list[tuple[str, pa.Table]]
 Built = tuple[Tables, list[dict], list[tuple[str, str, Any]]]
 log = logging.getLogger("copper")
 AUTO = -1  # `arrow_processes` default: as many as the machine has cores to spare, for big loads
-AUTO_AFTER_RECORDS = 20_000  # ... once an entity has handed over this many records
+AUTO_AFTER_RECORDS = 10_000  # ... once an entity has handed over this many records
 GRACE_SECONDS = 2.0  # workers idle this long with no entity building are shut down
 
 
 def auto_processes() -> int:
     """Worker processes for this machine: one core stays with the main process (HTTP, dlt),
-    whose share of the work is about that of two workers; none where fork is missing."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 0
+    whose share of the work is about that of two workers."""
     return max(0, min(2, (os.cpu_count() or 1) - 1))
+
+
+def can_fork() -> bool:
+    """Whether this process may fork workers: not where fork is missing (Windows), nor in a
+    daemonic process (multiprocessing forbids it children; some schedulers' workers are)."""
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and not multiprocessing.current_process().daemon
+    )
 
 
 class ArrowBuilder:
@@ -62,6 +70,9 @@ class ArrowBuilder:
         self.stats = stats if stats is not None else ClientStats()
         self.auto = processes == AUTO
         self.processes = auto_processes() if self.auto else int(processes)
+        if self.processes and not can_fork():
+            log.info("Arrow tables are built in this process: it cannot fork workers")
+            self.processes = 0
         self._entities: dict[str, tuple[ArrowPages, str | None]] = {}
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -94,18 +105,48 @@ class ArrowBuilder:
             ]
         except TypeError:  # not JSON as Copper sends it (never from orjson.loads): no risk
             return self.here(name, pages, load_id)
-        return self.start().submit(_build_in_worker, name, payload, load_id)
+        pool = self.start()
+        try:
+            if pool is not None:
+                return pool.submit(_build_in_worker, name, payload, load_id)
+        except BrokenProcessPool as exc:
+            self._stopped(exc)
+        return self.here(name, pages, load_id)
 
-    def start(self) -> ProcessPoolExecutor:
-        """The workers, forked now if they are not running yet."""
+    def start(self) -> ProcessPoolExecutor | None:
+        """The workers, forked now if they are not running yet (None: they cannot be, and
+        the run goes on in this process)."""
         with self._lock:
-            if self._pool is None:
-                self._pool = _fork_pool(self.processes, self._entities, self.pivot)
+            if self._pool is None and self.processes:
+                pool = _fork_pool(self.processes, self._entities, self.pivot)
+                try:
+                    pool.submit(os.getpid).result()  # fork now, and see that it works
+                except Exception as exc:  # no fork, no memory...: the run goes on here
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    log.warning("cannot start Arrow worker processes (%s): building in this "
+                                "process", exc)  # fmt: skip
+                    self.processes = 0
+                else:
+                    self._pool = pool
             return self._pool
 
-    def take(self, future: Future) -> tuple[Tables, list[dict]]:
-        """A build's result; the pivot's warnings of a worker are logged here, once each."""
-        result = future.result()
+    def _stopped(self, exc: BaseException) -> None:
+        """The workers broke (one was killed, say for memory): the rest is built here."""
+        with self._lock:
+            if self.processes:
+                log.warning("Arrow worker processes stopped (%s): building in this process", exc)
+            self.processes = 0
+
+    def take(
+        self, future: Future, name: str, pages: list[list[dict]], load_id: str
+    ) -> tuple[Tables, list[dict]]:
+        """A build's result; the pivot's warnings of a worker are logged here, once each. If
+        the workers broke (one was killed: out of memory), the rest is built here."""
+        try:
+            result = future.result()
+        except BrokenProcessPool as exc:
+            self._stopped(exc)
+            result = self.here(name, pages, load_id).result()
         tables, left, warnings = result[:3]
         if len(result) > 3:  # from a worker: (..., records, peak RSS MB, pid, CPU s)
             with self._lock:

@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import dlt
 import pendulum
-import pyarrow as pa
 from dlt.common.data_types import coerce_value, py_type_to_sc_type
 from dlt.common.storages.load_package import load_package_state
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
-from .arrow import CHILD_DLT_COLUMNS, ROOT_DLT_COLUMNS, ArrowPages, QuietArrowHints, combined
+from .arrow import CHILD_DLT_COLUMNS, ROOT_DLT_COLUMNS, ArrowPages, QuietArrowHints
 from .arrow_processes import AUTO, ArrowBuilder
 from .client import ClientStats, CopperAuthError, CopperClient, CopperError, Credentials
 from .custom_fields import CustomFieldPivot, column_names
@@ -71,9 +69,6 @@ log = logging.getLogger("copper")
 STATE_COLUMNS = "custom_field_columns"
 WEBHOOK_SEQ = "webhook_seq"  # source state: the last inbox event applied
 WEBHOOK_EVENTS = "_copper_webhook_events"
-ARROW_ROWS = 20_000  # rows of an Arrow item: 100 pages (a page's 200 rows: ~0.2 MB)
-# records split into Arrow tables at once: pyarrow's calls cost as much for 200 as for 2,000
-SPLIT_RECORDS = 2_000
 _EPOCHS = range(-62_135_596_800, LATEST + 1)  # epoch seconds of years 1-9999
 
 
@@ -142,7 +137,7 @@ def copper_source(
         arrow_processes: worker processes that build the Arrow tables (and pivot custom
             fields), beside the process that reads Copper and writes dlt's files: -1 (the
             default) for the cores the machine has to spare (at most 2), used once an entity
-            has handed over 20,000 records; 0 for none; N for N from the first record.
+            has handed over 2,000 records; 0 for none; N for N from the first record.
     """
     initial = _start_timestamp(start_date)
     _check_settings(
@@ -197,7 +192,10 @@ def copper_source(
     )
     named = _webhook_ids(webhook_events)
     selected = [e for e in ENTITIES if not entities or e.name in entities]
-    builder = ArrowBuilder(pivot, arrow_processes, client.stats) if arrow_tables else None
+    builder = None
+    if arrow_tables:
+        spool, import_files = _arrow_files()
+        builder = ArrowBuilder(pivot, arrow_processes, client.stats, spool, import_files)
     if arrow_tables:
         _quiet_arrow_hints()
     for entity in selected:
@@ -209,6 +207,7 @@ def copper_source(
             lookback_days=activity_lookback_days if entity.lookback_days else 0,
             expected=_warehouse_rows(entity) if reconcile != "off" or ids else KnownRows.empty(),
             webhook_ids=ids,
+            light_pages=builder is not None and builder.processes > 0,
         )
         yield _entity_resource(entity, extraction, pivot, deletes, builder)
     if webhook_events:
@@ -246,6 +245,19 @@ def _check_settings(
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise ValueError(f"bad sources.copper.{name} {value!r}: choose {', '.join(allowed)}")
+
+
+def _arrow_files() -> tuple[Path | None, bool]:
+    """Where worker processes put their files (beside the active pipeline's, so dlt imports a
+    file as a hard link), and whether the destination loads Parquet files dlt did not write
+    (DuckDB: by column name)."""
+    try:
+        pipeline = dlt.current.pipeline()
+    except Exception:  # the source used on its own
+        return None, False
+    destination = pipeline.destination
+    duckdb = destination is not None and destination.destination_type.endswith(".duckdb")
+    return Path(pipeline.working_dir), duckdb
 
 
 def _warehouse_rows(entity: Entity) -> KnownRows:
@@ -349,7 +361,7 @@ def _entity_resource(
         if entity.has_custom_fields:
             dlt.current.source_state()[STATE_COLUMNS] = pivot.columns
         pages = extraction.pages(dlt.current.resource_state(entity.name))
-        yield from pages if builder is None else _as_arrow(pages, builder, arrow, prepare)
+        yield from pages if builder is None else _as_arrow(pages, builder, entity.name, prepare)
 
     resource = dlt.resource(
         records,
@@ -410,41 +422,13 @@ def _owned_child_tables(root: str, children: list[str]) -> Callable[[Any], Any]:
 
 
 def _as_arrow(
-    pages: Iterator[Any], builder: ArrowBuilder, arrow: ArrowPages, prepare: Callable[[dict], dict]
+    pages: Iterator[Any], builder: ArrowBuilder, name: str, prepare: Callable[[dict], dict]
 ) -> Iterator[Any]:
-    """Pages of records as Arrow tables of about `ARROW_ROWS` rows (dlt computes the schema
-    of a table for every Arrow item it gets: once a page would cost more than building it),
-    the root's rows and its child tables' (`copper/arrow.py`), built `SPLIT_RECORDS` at a
-    time by `builder` (in worker processes for a big load, several batches in flight); records
-    dlt must normalize (untidy ones) as dicts, as the deletion log and hard-delete markers."""
-    load_id = None
-    buffered: dict[str, list[pa.Table]] = {}
-    rows = handed = waiting = 0
-    batch: list[list[dict]] = []  # pages waiting to be built, `SPLIT_RECORDS` records at a time
-    pending: deque[tuple[Future, list]] = deque()  # builds in order, at most `in_flight` waiting
-    in_flight = 2 * builder.processes
-
-    def submit() -> None:
-        nonlocal batch, handed, waiting
-        handed += waiting
-        build = builder.submit if builder.wanted(handed) else builder.here
-        pending.append((build(arrow.table, batch, load_id), batch))
-        batch, waiting = [], 0
-
-    def built(wait: bool) -> Iterator[Any]:
-        nonlocal rows
-        while pending and (wait or pending[0][0].done() or len(pending) > in_flight):
-            future, pages = pending.popleft()
-            tables, left = builder.take(future, arrow.table, pages, load_id)
-            for name, table in tables:
-                buffered.setdefault(name, []).append(table)
-                rows += table.num_rows
-            if rows >= ARROW_ROWS:
-                yield from _flushed(buffered, arrow.table)
-                rows = 0
-            if left:
-                yield [prepare(r) for r in left]
-
+    """Pages of records as dlt items built by `builder` (`copper/arrow_processes.py`): Arrow
+    tables of the entity and its child tables, built as dlt's normalizer would build them
+    (`copper/arrow.py`), Parquet files to import, and as dicts the records dlt must normalize
+    (untidy ones), the deletion log and hard-delete markers."""
+    rows = None
     with builder:
         for page in pages:
             if isinstance(page, DataItemWithMeta):  # the deletion log, prepared as on the dict path
@@ -454,28 +438,12 @@ def _as_arrow(
             elif not isinstance(page, list) or not page or DELETED_AT in page[0]:
                 yield [prepare(r) for r in page] if isinstance(page, list) else page
             else:
-                if load_id is None:
-                    load_id = load_package_state()["load_id"]
-                    if builder.wanted(0):  # workers from the first record: start them now
-                        builder.start()
-                batch.append(page)
-                waiting += len(page)
-                if waiting >= SPLIT_RECORDS:
-                    submit()
-                    yield from built(wait=False)
-        if batch:
-            submit()
-        yield from built(wait=True)
-    yield from _flushed(buffered, arrow.table)
+                if rows is None:
+                    rows = builder.rows(name, prepare, load_package_state()["load_id"])
+                yield from rows.add(page)
+        if rows is not None:
+            yield from rows.finish()
     yield _END
-
-
-def _flushed(buffered: dict[str, list[pa.Table]], root: str) -> Iterator[Any]:
-    """The buffered tables, the root's first (dlt adds a child table after its parent)."""
-    for name, tables in buffered.items():  # the root is always the first key
-        table = combined(tables)
-        yield table if name == root else dlt.mark.with_table_name(table, name)
-    buffered.clear()
 
 
 def _dlt_row(fields: tuple[str, ...]) -> Callable[[dict], dict]:

@@ -7,13 +7,15 @@ naming the request and Copper's message. Secrets never reach logs, errors or rep
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
+import msgspec
 import orjson
 from tenacity import (
     RetryCallState,
@@ -63,18 +65,31 @@ UNREACHABLE_ATTEMPTS = 3
 class Page(list):
     """Records as Copper sent them, with the JSON they came in (`raw`) and which of its
     records they are (`keep`: their positions; None: all): a worker process builds its rows
-    from the bytes, which cost nothing to send, rather than from the records."""
+    from the bytes, which cost nothing to send, rather than from the records.
 
-    __slots__ = ("keep", "raw")
+    A `light` page holds only some keys of each record (`CopperClient.search(keys=...)`):
+    what a walk needs to move on, read without making every value a Python object; the
+    records themselves are `records()`, from the JSON."""
 
-    def __init__(self, records: list, raw: bytes, keep: list[int] | None = None) -> None:
+    __slots__ = ("keep", "light", "raw")
+
+    def __init__(
+        self, records: list, raw: bytes, keep: list[int] | None = None, light: bool = False
+    ) -> None:
         super().__init__(records)
-        self.raw, self.keep = raw, keep
+        self.raw, self.keep, self.light = raw, keep, light
 
     def subset(self, positions: list[int]) -> Page:
         """These records of the page (positions in this page), still with the page's JSON."""
         keep = positions if self.keep is None else [self.keep[i] for i in positions]
-        return Page([self[i] for i in positions], self.raw, keep)
+        return Page([self[i] for i in positions], self.raw, keep, self.light)
+
+    def records(self) -> list[dict]:
+        """The whole records (parsed from the JSON if this page is light)."""
+        if not self.light:
+            return list(self)
+        records = orjson.loads(self.raw)
+        return records if self.keep is None else [records[i] for i in self.keep]
 
 
 @dataclass(frozen=True)
@@ -187,9 +202,12 @@ class CopperClient:
         self._http.close()
 
     # -- public calls ------------------------------------------------------------------------
-    def search(self, entity: str, body: dict, context: str = "") -> tuple[list[dict], int | None]:
-        """One page of POST /{entity}/search: (records, X-PW-TOTAL or None)."""
-        data, headers = self.request("POST", f"/{entity}/search", body, context=context)
+    def search(
+        self, entity: str, body: dict, context: str = "", keys: tuple[str, ...] = ()
+    ) -> tuple[list[dict], int | None]:
+        """One page of POST /{entity}/search: (records, X-PW-TOTAL or None); with `keys`, a
+        light `Page` of only those keys of each record."""
+        data, headers = self.request("POST", f"/{entity}/search", body, context=context, keys=keys)
         if not isinstance(data, list):
             raise CopperError(
                 f"Copper POST /{entity}/search{_ctx(context)} returned {type(data).__name__}, "
@@ -211,8 +229,10 @@ class CopperClient:
         *,
         params: dict | None = None,
         context: str = "",
+        keys: tuple[str, ...] = (),
     ) -> tuple[Any, httpx.Headers]:
-        """Send one logical request, retrying transient failures; (parsed JSON, headers)."""
+        """Send one logical request, retrying transient failures; (parsed JSON, headers). A
+        list comes as a `Page` (light, of `keys` only, if keys are given)."""
         label = f"{method} {path}{_ctx(context)}"
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts) | _unreachable_for_long,
@@ -224,7 +244,7 @@ class CopperClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._send(method, path, body, params, label)
+                    return self._send(method, path, body, params, label, keys)
         except _Retryable as exc:
             attempts = UNREACHABLE_ATTEMPTS if isinstance(exc, _Unreachable) else self.max_attempts
             raise CopperError(f"Copper {label} failed after {attempts} attempts: {exc}") from None
@@ -232,7 +252,13 @@ class CopperClient:
 
     # -- internals ---------------------------------------------------------------------------
     def _send(
-        self, method: str, path: str, body: dict | None, params: dict | None, label: str
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        params: dict | None,
+        label: str,
+        keys: tuple[str, ...] = (),
     ) -> tuple[Any, httpx.Headers]:
         content = orjson.dumps(body) if body is not None else None
         counters = self.stats.entity(path.strip("/").split("/")[0])
@@ -280,12 +306,11 @@ class CopperClient:
             error = CopperAuthError if status in (401, 403) else CopperError
             raise error(message, status)
         try:
-            data = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
+            return _parsed(response.content, keys), response.headers
+        except (orjson.JSONDecodeError, msgspec.DecodeError):
             raise _Retryable(
                 f"HTTP {status} body is not valid JSON ({len(response.content)} bytes)"
             ) from None
-        return (Page(data, response.content) if data.__class__ is list else data), response.headers
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -303,6 +328,25 @@ class CopperClient:
             "Copper %s: %s; retry %d/%d in %.1fs",
             label, exc, state.attempt_number, self.max_attempts - 1, delay,
         )  # fmt: skip
+
+
+def _parsed(content: bytes, keys: tuple[str, ...]) -> Any:
+    """A body's JSON; a list as a `Page`, light (only `keys` of each record) if keys are
+    given and it is a list of objects."""
+    if keys:
+        try:
+            return Page(_key_decoder(keys).decode(content), content, light=True)
+        except msgspec.ValidationError:  # not a list of objects: parsed as it is
+            pass
+    data = orjson.loads(content)
+    return Page(data, content) if data.__class__ is list else data
+
+
+@functools.cache
+def _key_decoder(keys: tuple[str, ...]) -> msgspec.json.Decoder:
+    """Decodes a list of objects into dicts of these keys (any value, the others skipped)."""
+    only = TypedDict("Keys", dict.fromkeys(keys, Any), total=False)  # type: ignore[misc]
+    return msgspec.json.Decoder(list[only])  # type: ignore[valid-type]
 
 
 def _unreachable_for_long(state: RetryCallState) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
-from .client import CopperClient, CopperError
+from .client import CopperClient, CopperError, Page
 from .reconcile import KnownRows, Reconciler, RowLog
 from .settings import LATEST, PAGE_SIZE, Entity
 from .warehouse import DELETED_AT, DELETION_COLUMNS, DELETIONS
@@ -62,11 +62,17 @@ class EntityExtraction:
         lookback_days: int,
         expected: KnownRows,
         webhook_ids: Iterable[int] = (),
+        light_pages: bool = False,
     ) -> None:
+        """`light_pages`: the walk reads only the keys it needs of each record (light `Page`s,
+        whose records are built from their JSON downstream, by `copper/arrow_processes.py`)."""
         self.entity, self.client, self.settings = entity, client, settings
         self.lookback = lookback_days * 86_400
         self.expected = expected
         self.webhook_ids = sorted(set(webhook_ids))
+        walk_keys = ("id", "date_modified", entity.cursor, entity.reconcile_key[0],
+                     *(key for key, _ in entity.walk))  # fmt: skip
+        self.light_keys = tuple(dict.fromkeys(walk_keys)) if light_pages else ()
         # until it has planned, the run counts this entity in the work left (no request here)
         client.budget.board.expect_plan()
         self._planned = False
@@ -78,6 +84,10 @@ class EntityExtraction:
 
     def search(self, body: dict, context: str) -> tuple[list[dict], int | None]:
         return self.client.search(self.entity.name, body, context)
+
+    def walk_search(self, body: dict, context: str) -> tuple[list[dict], int | None]:
+        """The incremental walk's searches: light pages, if asked for."""
+        return self.client.search(self.entity.name, body, context, keys=self.light_keys)
 
     def pages(self, state: MutableMapping[str, Any]) -> Iterator[Any]:
         cursor = saved_cursor(state, self.entity)
@@ -106,7 +116,7 @@ class EntityExtraction:
         if lo > hi:
             self._done_planning()
             return None
-        walker = WindowWalker(entity, self.search)
+        walker = WindowWalker(entity, self.walk_search)
         split_at = s.run_start if entity.future_dated else None
         try:
             planned = walker.plan(lo, hi, s.max_window_records, split_at=split_at)
@@ -116,6 +126,8 @@ class EntityExtraction:
         newest, count, last_report = None, 0, time.monotonic()
         pages = read_windows(walker, planned, s.window_workers, board, s.min_split_records)
         for page in pages:
+            if self.light_keys and not isinstance(page, Page):  # its records would be lost
+                raise TypeError(f"{entity.name}: a walk gave records without their JSON")
             seen.add(page)
             values = [v for r in page if isinstance(v := r.get(entity.cursor), int)]
             values = [v for v in values if v <= s.run_start]

@@ -308,7 +308,9 @@ class WindowWalker:
                 accept = self._acceptor(body)
                 ids = [r["id"] for r in raw]
                 skip = exclude | yielded
-                fresh = [r for r in raw if accept(r) and r["id"] not in skip]
+                fresh = _subset(
+                    raw, [i for i, r in enumerate(raw) if accept(r) and r["id"] not in skip]
+                )
                 yielded |= {r["id"] for r in fresh}
                 current.update(ids)
                 if fresh:

@@ -33,10 +33,10 @@ RECONCILE_SEARCHES: list[int] = [0]  # searches made by the reconciliation (labe
 _search = CopperClient.search
 
 
-def _counted_search(self, entity, body, context=""):  # type: ignore[no-untyped-def]
+def _counted_search(self, entity, body, context="", **options):  # type: ignore[no-untyped-def]
     if " reconcile " in context:
         RECONCILE_SEARCHES[0] += 1
-    return _search(self, entity, body, context)
+    return _search(self, entity, body, context, **options)
 
 
 CopperClient.search = _counted_search  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ import json
 import logging
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from dlt.common.normalizers.json.helpers import get_nested_row_hash
@@ -55,6 +56,9 @@ def test_arrow_and_dict_paths_make_the_same_warehouse(serve, tmp_path, caplog):
         assert stats["workers"].worker_cpu_seconds > 0
         assert stats["arrow"].built_by_workers == 0
         assert warned["workers"] == warned["arrow"] != []
+        # nothing left of the files that went between the processes, once dlt took them
+        spool = Path(paths["workers"].pipeline.working_dir)
+        assert not list(spool.glob("copper-arrow-*/*"))
         for name in ("arrow", "workers"):
             tables = _from_arrow(paths[name])
             assert {"activities", "people", "people__emails", "people__tags"} <= tables

@@ -381,7 +381,8 @@ def _entity_resource(
         # columns (`apply_hints` would start a variant from the root's: merge on id)
         hints = dlt.mark.make_hints(child, entity.name, columns=CHILD_DLT_COLUMNS)
         resource._set_hints(hints, create_table_variant=True)
-    return resource.add_map(_owned_child_tables(entity.name, list(arrow.children.values())))
+    children = list(arrow.children.values())
+    return resource.add_map(_owned_child_tables(entity.name, children, builder.imported))
 
 
 _END = object()  # the last item of an entity's Arrow pages
@@ -404,13 +405,17 @@ class _OwnedTable(dict):
         raise KeyError(key)
 
 
-def _owned_child_tables(root: str, children: list[str]) -> Callable[[Any], Any]:
+def _owned_child_tables(
+    root: str, children: list[str], imported: Callable[[str], None]
+) -> Callable[[Any], Any]:
     """A step, run where dlt writes (after every item before it), that at `_END` makes the
-    child tables written by the resource `_OwnedTable`s, and drops `_END`."""
+    child tables written by the resource `_OwnedTable`s, tells `imported` that dlt has taken
+    the entity's files, and drops `_END`."""
 
     def step(item: Any) -> Any:
         if item is not _END:
             return item
+        imported(root)
         tables = dlt.current.source_schema().tables
         for child in children:
             table = tables.get(child)

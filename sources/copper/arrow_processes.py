@@ -19,6 +19,7 @@ with their rows and are logged once here), and exit when the main process is gon
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -109,6 +110,7 @@ class ArrowBuilder:
         self._users = 0  # entities building now
         self._closing: threading.Timer | None = None
         self._tasks = 0
+        self._imports: dict[str, list[str]] = {}  # files handed to dlt to import, by entity
         self._worker_cpu: dict[int, float] = {}  # CPU seconds of each worker (pid), so far
 
     def register(self, name: str, arrow: ArrowPages, record_type: str | None) -> None:
@@ -168,6 +170,8 @@ class ArrowBuilder:
         tables, imports = [], []
         for table, path, rows in files:
             if path.endswith(".parquet"):  # the entity's own table, imported as it is
+                with self._lock:
+                    self._imports.setdefault(name, []).append(path)
                 # (with an empty list for data: an item of None would not pass the resource's
                 # steps; a list goes by the object extractor, which computes the table once)
                 empty = dlt.mark.materialize_table_schema()
@@ -182,6 +186,13 @@ class ArrowBuilder:
             os.unlink(extra)
         source.unlink()
         return (tables, left, warnings), imports
+
+    def imported(self, name: str) -> None:
+        """dlt has taken (linked or copied) every file of this entity handed to it."""
+        with self._lock:
+            paths = self._imports.pop(name, [])
+        for path in paths:
+            Path(path).unlink(missing_ok=True)
 
     def warn(self, warnings: list[Warning_]) -> None:
         for column, kind, example in warnings:
@@ -243,8 +254,9 @@ class ArrowBuilder:
             log.info("Arrow tables built by %d worker process(es): %.1f CPU s, peak RSS %.0f MB",
                      len(self._worker_cpu), self.stats.worker_cpu_seconds,
                      self.stats.worker_peak_rss_mb)  # fmt: skip
-        if spool is not None:  # dlt has its own link (or copy) of each imported file by now
-            shutil.rmtree(spool, ignore_errors=True)
+        if spool is not None:  # empty unless a batch was cancelled; else the next run's start
+            with contextlib.suppress(OSError):
+                spool.rmdir()
 
 
 class EntityRows:

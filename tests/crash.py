@@ -219,8 +219,12 @@ class CrashRig:
 
     def _wait_for(self, point: str, run: subprocess.Popen, folder: Path, timeout: float) -> str:
         reached = self._detector(point, folder)
-        if point == "workers":  # the run's worker processes (`arrow_processes`) are running
-            reached = lambda: len(_group_members(run.pid)) > 1  # noqa: E731
+        if point == "workers":  # the run's Arrow workers (`arrow_processes`) are running:
+            # their spool folder exists (not only a child process, which may be normalize's)
+            spool = folder / "dlt-data" / "pipelines" / "copper"
+            reached = lambda: (  # noqa: E731
+                any(spool.glob("copper-arrow-*")) and len(_group_members(run.pid)) > 1
+            )
         deadline = time.monotonic() + timeout
         while run.poll() is None and time.monotonic() < deadline:
             if reached():

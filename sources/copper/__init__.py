@@ -196,7 +196,6 @@ def copper_source(
     if arrow_tables:
         spool, import_files = _arrow_files()
         builder = ArrowBuilder(pivot, arrow_processes, client.stats, spool, import_files)
-    if arrow_tables:
         _quiet_arrow_hints()
     for entity in selected:
         ids = named.get(entity.name, set())

@@ -8,9 +8,11 @@ import threading
 import time
 
 import httpx
+import msgspec
+import orjson
 import pytest
 
-from copper.client import CopperClient, CopperError, Credentials
+from copper.client import CopperClient, CopperError, Credentials, Page, _parsed
 from copper.rate_limit import RequestBudget
 from copper_sandbox import SandboxAccount
 
@@ -123,3 +125,16 @@ def test_the_shared_budget_keeps_parallel_resources_under_the_limit(serve, tmp_p
         info = loader.pipeline.run(source)
         info.raise_on_failed_jobs()
         assert running.stats()["by_status"].get("429", 0) == 0
+
+
+def test_light_pages_hold_the_keys_asked_for_and_the_whole_json():
+    """A walk's page (`keys`): only those keys of each record, the records from the JSON; a
+    body that is not a list of objects is read whole, malformed JSON is retried."""
+    raw = orjson.dumps([{"id": 1, "date_created": 5, "name": "a"}, {"id": 2, "name": "b"}])
+    page = _parsed(raw, ("id", "date_created"))
+    assert isinstance(page, Page) and page.light
+    assert list(page) == [{"id": 1, "date_created": 5}, {"id": 2}]
+    assert page.subset([1]).records() == [{"id": 2, "name": "b"}]
+    assert _parsed(b"[1, 2]", ("id",)) == [1, 2]  # not objects: as it is
+    with pytest.raises((orjson.JSONDecodeError, msgspec.DecodeError)):  # the client retries
+        _parsed(b'[{"id": 1}', ("id",))

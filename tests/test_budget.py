@@ -56,16 +56,61 @@ def test_walks_split_only_when_their_chain_would_outlast_the_budget():
     board.running(5)  # enough walks in flight for 3 requests/s at 1 s each (Little's law)
     # the budget needs (1,100 - 180 free) / 3 = 307 s for everything left
     assert board.would_outlast(long) and not board.would_outlast(short)
-    board.expect_plan()  # an entity still to plan counts as much as those planned
-    board.expect_plan()
-    board.planned()
-    assert not board.would_outlast(short)
+    board.expect_plan()  # an entity still to plan: the work left is not known, no split yet
+    assert not board.would_outlast(long)
     board.planned()
     board.finished(long)  # alone, with the budget's free slots covering it: worth splitting
     assert board.would_outlast(short)
     board.started(long)
     board.running(-3)  # 2 walks cannot keep 3 requests/s at 1 s each: split, budget or not
     assert board.too_few_readers() and board.would_outlast(short)
+
+
+def test_a_chain_only_a_little_longer_than_the_budgets_time_is_left_whole():
+    """A split costs about half a request; it pays only when the chain clearly outlasts."""
+    budget = RequestBudget(limit=180, window=60.0)
+    budget.cycle = 1.0
+    board = WalkBoard(budget)
+    other, walk = Stretch(Window(0, 1), 0, 1, 1), Stretch(Window(0, 1), 0, 1, 1)
+    other.remaining = 780 * 200
+    board.started(other)
+    board.started(walk)
+    board.running(5)
+    # the budget needs (780 + pages - 180 free) / 3 s; the walk's chain is its pages x 1 s
+    walk.remaining = 310 * 200  # 310 s against 303 s: within the margin
+    assert not board.would_outlast(walk)
+    walk.remaining = 400 * 200  # 400 s against 333 s: split
+    assert board.would_outlast(walk)
+
+
+def test_readers_still_planning_count_as_walks():
+    """At the start entities plan one after another: the first planned is not alone."""
+    budget = RequestBudget(limit=180, window=60.0)
+    budget.cycle = 1.0
+    board = WalkBoard(budget)
+    for _ in range(6):  # 3 requests/s at 1 s each want 4.5 walks
+        board.expect_plan()
+    board.planned()
+    board.running(1)  # one walk reading, five entities about to start theirs
+    assert not board.too_few_readers()
+    for _ in range(5):
+        board.planned()  # ... and they found nothing to read
+    assert board.too_few_readers()
+
+
+def test_an_open_ended_walk_with_a_sparse_first_page_splits_before_the_present():
+    """An account's first page may hold a row a week: at that density half the rows left
+    would lie centuries ahead. The split comes no later than halfway to the run's start."""
+    present = 1_800_000_000
+    walk = Stretch(Window(0, LATEST), lo=0, hi=LATEST, top=LATEST, present=present,
+                   remaining=50_000)  # fmt: skip
+    first = 1_000_000_000
+    walk.advance(first + 199 * 604_800, 50_000, rows=200, first=first)  # a row a week
+    upper = walk.split(min_records=1_000)
+    assert upper is not None and walk.hi is not None
+    start = first + 199 * 604_800
+    assert walk.hi == start + (present - start) // 2
+    assert upper.lo == walk.hi + 1 and upper.hi == LATEST and upper.present == present
 
 
 def test_the_walk_with_the_most_rows_left_goes_first_when_requests_queue():

@@ -24,6 +24,9 @@ from contextlib import contextmanager
 from typing import Protocol
 
 PAGE = 200  # rows per page, for turning rows left into requests left
+# a walk is split when its chain of pages exceeds the budget's time for all the work left by
+# this factor (and two cycles): a split costs about half a request (benchmarks/README.md)
+OUTLAST_MARGIN = 1.1
 _current = threading.local()  # the priority of the request this thread is about to send
 
 
@@ -218,30 +221,31 @@ class WalkBoard:
             return sum((w.remaining or 0) for w in self._walks) / PAGE
 
     def would_outlast(self, walk: Walk) -> bool:
-        """Would this walk, read to its end, take longer than the budget needs for all the
-        requests still to send? An entity that has not planned yet is counted as the average
-        of those that have (so early walks are not split for a budget that is about to fill
-        up); no cycle measured yet: no."""
+        """Would this walk, read to its end, clearly take longer than the budget needs for all
+        the requests still to send? Not while an entity is still planning: the work left is
+        not known yet, and each planning entity brings a walk of its own. A chain only a
+        little longer than the budget's time is left whole (`OUTLAST_MARGIN`): such a split
+        buys less time than its request costs. No cycle measured yet: no."""
         cycle = self.budget.cycle
         if cycle is None or walk.remaining is None:
             return False
-        left = self.pages_left()
         with self._lock:
             if self._planning:
-                left += self._planning * left / max(1, self._planned)
+                return False
         chain = walk.remaining / PAGE * cycle
-        budgeted = max(0.0, left - self.budget.free_slots()) / self.budget.rate
-        return chain > budgeted or self.too_few_readers()
+        budgeted = max(0.0, self.pages_left() - self.budget.free_slots()) / self.budget.rate
+        return chain > budgeted * OUTLAST_MARGIN + 2 * cycle or self.too_few_readers()
 
     def too_few_readers(self) -> bool:
         """Little's law: keeping the allowed rate takes rate x cycle requests in flight, one
         per walk (half again as many, for jitter and our own work). Fewer walks than that,
-        while no request waits for the budget, leave it idle."""
+        while no request waits for the budget, leave it idle. An entity still planning counts
+        as the walk it is about to start."""
         cycle = self.budget.cycle
         if cycle is None:
             return False
         with self._lock:
-            running = self._running
+            readers = self._running + self._planning
         with self.budget._cond:
             waiting = self.budget._waiting
-        return waiting == 0 and running < 1.5 * self.budget.rate * cycle
+        return waiting == 0 and readers < 1.5 * self.budget.rate * cycle

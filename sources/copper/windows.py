@@ -70,13 +70,17 @@ class Stretch:
     rows left would fill at the density of the walk's last page (walk-key seconds per row):
     an open-ended window (future-dated activities, up to 9999) would be split in year 5000,
     leaving one half empty, so there the split is where half the rows left are expected at
-    that density. A walk that has not read a page of its own yet is not split.
+    that density, or halfway to `present` (the run's start, past which only future-dated rows
+    lie) if that comes first: one page's density says little of the years after it (an
+    account's first page can hold a row a week, its last year a row a minute). A walk that
+    has not read a page of its own yet is not split.
     """
 
     window: Window
     lo: int | None  # first walk key, inclusive bounds (None: unbounded)
     hi: int | None
     top: int  # the highest value the first walk key can take in this window
+    present: int | None = None  # past this walk-key value lie only future-dated rows
     first_page: list[dict] | None = None
     first_total: int | None = None  # X-PW-TOTAL that came with `first_page`
     cursor: int | None = None  # where the walk has got to
@@ -97,11 +101,14 @@ class Stretch:
                 return None
             half = self.remaining // 2
             if top - start > 4 * self.per_row * self.remaining:
-                mid = min(max(start + int(self.per_row * half), start + 1), top - 1)
+                mid = start + int(self.per_row * half)
+                if self.present is not None and self.present > start + 1:
+                    mid = min(mid, start + (self.present - start) // 2)
+                mid = min(max(mid, start + 1), top - 1)
             else:
                 mid = start + (top - start) // 2
             self.hi, self.remaining = mid, self.remaining - half
-            return Stretch(self.window, mid + 1, top, self.top, remaining=half)
+            return Stretch(self.window, mid + 1, top, self.top, self.present, remaining=half)
 
     def upper(self) -> int | None:
         with self.lock:
@@ -129,6 +136,7 @@ class WindowWalker:
         self.page_size = page_size
         self.label = label  # names the walk in errors: "people window ..., page 3"
         self.levels = entity.walk
+        self.present: int | None = None  # past this cursor value lie only future-dated rows
         self._warned_ignored = False
 
     # -- planning ----------------------------------------------------------------------------
@@ -148,6 +156,7 @@ class WindowWalker:
         the run's start, past which only future-dated activities lie).
         """
         max_records = min(max_records, SEARCH_CAP - 1)
+        self.present = split_at
         planned, stack = [], [Window(lo, hi)]
         while stack:
             window = stack.pop()
@@ -183,6 +192,7 @@ class WindowWalker:
             lo=window.lo if walks_cursor else None,
             hi=window.hi if walks_cursor else None,
             top=window.hi,  # created <= modified <= hi: no walk key exceeds the window's end
+            present=self.present if walks_cursor else None,
             first_page=planned.first_page,
             first_total=planned.total,
             remaining=remaining,

@@ -129,14 +129,23 @@ class WindowWalker:
     """Reads one entity's windows through a `search(body, context)` function."""
 
     def __init__(
-        self, entity: Entity, search: Search, page_size: int = PAGE_SIZE, label: str = "window"
+        self,
+        entity: Entity,
+        search: Search,
+        page_size: int = PAGE_SIZE,
+        label: str = "window",
+        seamless: bool = False,
     ) -> None:
+        """`seamless`: restarts skip the last page's final walk-key value, checked by count
+        (see `_keyset`); only for a walk whose every row a reconciliation counts after it."""
         self.entity = entity
         self.search = search
         self.page_size = page_size
         self.label = label  # names the walk in errors: "people window ..., page 3"
         self.levels = entity.walk
         self.present: int | None = None  # past this cursor value lie only future-dated rows
+        self.seamless = seamless
+        self.seams_reread = 0  # seamless restarts whose count did not match
         self._warned_ignored = False
 
     # -- planning ----------------------------------------------------------------------------
@@ -233,9 +242,19 @@ class WindowWalker:
     ) -> Iterator[list[dict]]:
         key, stem = self.levels[level]
         cursor, seen, page_number = lo, set[int](), 1
+        # a seamless restart asks for walk key >= last + 1 instead of >= last (re-reading the
+        # last value's rows, at least one a page): it holds if the new count is the old one
+        # less the page, i.e. no row of the last value followed the page and none left the
+        # set; else the seam is read again, as a keyset restart does, and the walk goes on
+        # with seams. X-PW-TOTAL is only documented as an upper bound, so the walker is
+        # seamless only where the reconciliation counts every row after it (a first load).
+        seamless = self.seamless and level == 0
+        check: tuple[int, int | None, int, set[int]] | None = None
         while True:
             if stretch is not None:
                 hi = stretch.upper()  # an idle worker may have taken our upper half
+            if check is not None and check[1] != hi:  # ... so the counts would not compare
+                cursor, seen, check = check[2], check[3], None
             body = self._body(level, cursor, hi, fixed, page_number)
             if first_page is not None:
                 raw, total, first_page = first_page, first_total, None
@@ -243,8 +262,17 @@ class WindowWalker:
                 context = self._context(window, f"{key} >= {cursor}, page {page_number}")
                 with request_priority(self._priority(stretch)):
                     raw, total = self.search(body, context)
+            asked = hi
             if stretch is not None:
                 hi = stretch.upper()  # ... possibly while this request was in flight
+            if check is not None:
+                expect, asked_before, seam, at_seam = check
+                check = None
+                if total != expect or asked != asked_before:
+                    self.seams_reread += 1
+                    seamless = False
+                    cursor, seen, page_number = seam, at_seam, 1
+                    continue
             accept = self._acceptor(body)
             beyond = hi is not None and any((r.get(key) or 0) > hi for r in raw)
             kept = [
@@ -261,7 +289,8 @@ class WindowWalker:
             full = len(raw) == self.page_size
             keys = [(r["id"], r.get(key)) for r in raw] if full else []
             if stretch is not None and keys:
-                left = None if total is None else total - len(raw)
+                # a total counted up to the bound before a split is not this walk's any more
+                left = None if total is None or hi != asked else total - len(raw)
                 stretch.advance(keys[-1][1], left, len(raw), keys[0][1])
             if fresh:
                 yield fresh
@@ -273,8 +302,12 @@ class WindowWalker:
                 seen |= {i for i, _ in keys}
                 page_number = self._next_offset_page(page_number, window, key, cursor)
             elif last != cursor:
-                cursor, page_number = last, 1
-                seen = {i for i, value in keys if value == last}
+                at_last = {i for i, value in keys if value == last}
+                if seamless and total is not None:
+                    check = (total - len(raw), asked, last, at_last)
+                    cursor, seen, page_number = last + 1, set(), 1
+                else:
+                    cursor, seen, page_number = last, at_last, 1
             elif level + 1 < len(self.levels):
                 # a full page inside one value of this key: read that value by the next key
                 crowd = {**fixed, f"minimum_{stem}": cursor, f"maximum_{stem}": cursor}

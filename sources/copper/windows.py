@@ -13,6 +13,10 @@ When a whole page shares one walk-key value (a bulk import), that second is walk
 by the second key, the same way. Only a full page sharing both falls back to offset paging,
 which is where Copper's 100,000 wall could bite: a request past it is refused with a clear
 error instead of silently reading nothing.
+
+A seamless walk (a first load, whose reconciliation counts every row after it) restarts
+past the last value instead, and takes the new X-PW-TOTAL being the old one less the page as
+proof that nothing was skipped; on a mismatch it reads that value again and keeps its seams.
 """
 
 from __future__ import annotations

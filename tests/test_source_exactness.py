@@ -9,7 +9,12 @@ import pytest
 from copper.settings import ENTITIES
 from copper_sandbox import SandboxAccount
 
-from .warehouse import Loader, assert_warehouse_equals, epoch
+from .warehouse import (
+    Loader,
+    assert_activities_equal_within_lookback,
+    assert_warehouse_equals,
+    epoch,
+)
 
 NAMES = [e.name for e in ENTITIES]
 
@@ -69,20 +74,6 @@ def test_records_changed_during_the_run_are_caught_next_run(serve, tmp_path):
         for name in NAMES[:-1]:
             assert_warehouse_equals(loader, name)
         assert_activities_equal_within_lookback(loader, before["activities"])
-
-
-def assert_activities_equal_within_lookback(loader: Loader, first_seen: list[dict]) -> None:
-    """Activities are read by activity_date (Copper documents no modified-date filter for
-    them), so an edit to an activity dated before the lookback is not seen until a full
-    refresh; every activity is still there, and all others are exact."""
-    truth = loader.running.sandbox.account.snapshot("activities")
-    horizon = loader.running.sandbox.account.clock.now() - 30 * 86_400
-    first = {r["id"]: r for r in first_seen}
-    visible = [r for r in truth if r["activity_date"] >= horizon or first.get(r["id"]) == r]
-    rows = {r["id"]: r for r in loader.rows("activities")}
-    assert set(rows) == {r["id"] for r in truth}
-    for record in visible:
-        assert epoch(rows[record["id"]]["date_modified"]) == record["date_modified"]
 
 
 def test_transient_faults_are_retried_and_lose_nothing(serve, tmp_path):

@@ -134,3 +134,17 @@ def assert_warehouse_equals(loader: Loader, entity: str, truth: list[dict] | Non
             # Copper adds/drops entries when definitions change without touching date_modified;
             # the data is the set values of the fields that exist now
             assert {k: v for k, v in landed.items() if k in current} == current
+
+
+def assert_activities_equal_within_lookback(loader: Loader, first_seen: list[dict]) -> None:
+    """Activities are read by activity_date (Copper documents no modified-date filter for
+    them), so an edit to an activity dated before the lookback is not seen until a full
+    refresh; every activity is still there, and all others are exact."""
+    truth = loader.running.sandbox.account.snapshot("activities")
+    horizon = loader.running.sandbox.account.clock.now() - 30 * 86_400
+    first = {r["id"]: r for r in first_seen}
+    visible = [r for r in truth if r["activity_date"] >= horizon or first.get(r["id"]) == r]
+    rows = {r["id"]: r for r in loader.live_rows("activities")}
+    assert set(rows) == {r["id"] for r in truth}  # none lost, none deleted left live
+    for record in visible:
+        assert epoch(rows[record["id"]]["date_modified"]) == record["date_modified"]

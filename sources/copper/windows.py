@@ -326,7 +326,8 @@ class WindowWalker:
             else:
                 # every walk key shared by a full page: only offset paging is left
                 crowd = {**fixed, f"minimum_{stem}": cursor, f"maximum_{stem}": cursor}
-                yield from self._settled_offsets(level, crowd, exclude | seen, window)
+                done = exclude | seen | {i for i, _ in keys}  # this page's rows too
+                yield from self._settled_offsets(level, crowd, done, window)
                 upper = fixed.get(f"maximum_{stem}") if hi is None else hi
                 if upper is not None and cursor >= upper:
                     return

@@ -104,8 +104,9 @@ def copper_source(
         requests_per_minute: the account's budget, shared by every resource of the run.
         rate_limit_window: seconds of the rolling window Copper counts requests in (60);
             the budget is `requests_per_minute * rate_limit_window / 60` per window.
-        activity_lookback_days: activities dated this far before the cursor are re-read
-            every run, because users backdate activities.
+        activity_lookback_days: activities dated this far before the cursor are checked
+            every run, because users backdate activities: one count, walked when it differs,
+            and walked whole every `reconcile_every_hours` (edits change no count).
         max_window_records: a time window is split until Copper counts at most this many
             matches in it (always below Copper's 100,000 cap); windows are read in parallel.
         window_workers: walks of one entity read at the same time (8: when one entity is
@@ -123,7 +124,7 @@ def copper_source(
             creation dates with the warehouse and re-lists only ranges that differ; "full"
             re-lists every record; "off" never looks.
         reconcile_every_hours: reconcile an entity only if its last reconciliation is at
-            least this old (0: every run).
+            least this old (0: every run); also how often activities' lookback is re-read.
         webhook_events: Copper webhook notifications received since the last run (dicts
             with `type`, `event`, `ids`, `seq`...): the ids are re-read first, so deletes
             and updates land without waiting for the reconciliation.

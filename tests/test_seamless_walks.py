@@ -156,3 +156,24 @@ def test_a_first_load_under_edits_and_inflated_counts_holds_every_record(serve, 
         loader.run(entities=names)
         for name in names:
             assert_warehouse_equals(loader, name)
+
+
+def test_a_quiet_first_load_reads_each_page_once_and_needs_no_reconciliation(serve, tmp_path):
+    """Nothing changes while it runs: each entity costs the least possible, ceil(N / 200)
+    searches, as its first probe counted every record modified since the start (also past
+    the run's start) and the walk read as many. A record deleted after it was read is found
+    by the next reconciliation."""
+    account = SandboxAccount.generate(seed=73, scale=0.4)
+    names = ["people", "companies", "opportunities", "tasks"]
+    with serve(account) as running:
+        loader = Loader(tmp_path, running)
+        loader.run(entities=names)
+        by_path = running.stats()["by_path"]
+        for name in names:
+            pages = math.ceil(len(account.snapshot(name)) / 200)
+            assert by_path[f"POST /{name}/search"] == pages, (name, by_path)
+            assert_warehouse_equals(loader, name)
+        gone = account.snapshot("people")[0]["id"]
+        account.delete("people", gone)
+        loader.run(entities=["people"], reconcile_every_hours=0)
+        assert_warehouse_equals(loader, "people")

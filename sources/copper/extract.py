@@ -95,6 +95,9 @@ class EntityExtraction:
         # a first load's walk may restart without seams: the reconciliation after it counts
         # every row (none is in the warehouse yet to hide a row the walk missed)
         checked = cursor is None and not len(self.expected) and self._reconcile_due(state)
+        # ... and is complete if it read as many records as its first probe counted modified
+        # since the start, also past the run's start (see `_read_all`): no reconciliation then
+        self.first_count: int | None = None
         counted = None
         if self.lookback and cursor is not None and not self._lookback_due(state):
             counted = yield from self._lookback_by_count(cursor, seen)
@@ -107,7 +110,9 @@ class EntityExtraction:
         known = self.expected.updated_by(seen.rows())
         if self.webhook_ids:
             known = yield from self._apply_webhooks(known)
-        if self._reconcile_due(state):  # on a first load too: rows deleted while it ran
+        if self._read_all(seen):
+            state["reconciled_at"] = self.settings.run_start
+        elif self._reconcile_due(state):  # on a first load too: rows edited while it ran
             yield from self._reconcile(known)
             state["reconciled_at"] = self.settings.run_start
         # the log exists even before the first deletion, for the reports built on it
@@ -131,10 +136,13 @@ class EntityExtraction:
             return None
         walker = WindowWalker(entity, self.walk_search, seamless=seamless)
         split_at = s.run_start if entity.future_dated else None
+        open_top = seamless and s.reconcile == "counts" and not entity.future_dated
         try:
-            planned = walker.plan(lo, hi, s.max_window_records, split_at=split_at)
+            planned = walker.plan(lo, hi, s.max_window_records, split_at, open_top)
         finally:
             self._done_planning()
+        if open_top and len(planned) == 1 and planned[0].body is not None:
+            self.first_count = planned[0].total
         log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
         newest, count, last_report = None, 0, time.monotonic()
         pages = read_windows(walker, planned, s.window_workers, board, s.min_split_records)
@@ -156,6 +164,26 @@ class EntityExtraction:
             log.info("%s: %d seam(s) read again (counts changed mid-walk)", entity.name,
                      walker.seams_reread)  # fmt: skip
         return newest
+
+    def _read_all(self, seen: RowLog) -> bool:
+        """Did a first load read every record its first probe counted? That count (an upper
+        bound) took in the records modified since the start, also those modified after the
+        run's start, which the walk does not read: so no record could leave it mid-run, and
+        none could join it (a record that changes is stamped past the run's start, and one
+        created after the probe too). Every record read was counted; as many read as counted
+        means every record counted was read: none edited before the walk reached it, none
+        skipped by a seam. Records deleted after they were read are found by the next
+        reconciliation, as in any run."""
+        if self.first_count is None:
+            return False
+        read = seen.distinct()
+        if read != self.first_count:
+            log.info("%s: read %s of the %s records first counted: reconciling",
+                     self.entity.name, f"{read:,}", f"{self.first_count:,}")  # fmt: skip
+            return False
+        log.info("%s: read all %s records first counted: no reconciliation needed",
+                 self.entity.name, f"{read:,}")  # fmt: skip
+        return True
 
     # -- the lookback, by count ------------------------------------------------------------------
     def _lookback_due(self, state: MutableMapping[str, Any]) -> bool:

@@ -105,6 +105,10 @@ class RowLog:
     def rows(self) -> KnownRows:
         return KnownRows.of(self.ids, self.keys, self.modified)
 
+    def distinct(self) -> int:
+        """How many different records went past."""
+        return len(np.unique(np.frombuffer(self.ids, dtype=np.int64)))
+
 
 @dataclass
 class Outcome:

@@ -62,6 +62,7 @@ class PlannedWindow:
     window: Window
     first_page: list[dict]  # page 1 of the window's walk, already fetched by the probe
     total: int | None  # X-PW-TOTAL of the probe (an upper bound)
+    body: dict | None = None  # the probe's body, where it is not the walk's (an open top)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Stretch:
     present: int | None = None  # past this walk-key value lie only future-dated rows
     first_page: list[dict] | None = None
     first_total: int | None = None  # X-PW-TOTAL that came with `first_page`
+    first_body: dict | None = None  # the body that asked for `first_page`, if not the walk's
     cursor: int | None = None  # where the walk has got to
     remaining: int | None = None  # rows still to read, estimated from X-PW-TOTAL
     per_row: float | None = None  # walk-key seconds per row on the walk's last full page
@@ -153,27 +155,38 @@ class WindowWalker:
         self._warned_ignored = False
 
     # -- planning ----------------------------------------------------------------------------
-    def probe(self, window: Window) -> PlannedWindow:
-        """Page 1 of a window's walk, with X-PW-TOTAL: counts the window and starts its walk."""
+    def probe(self, window: Window, open_top: bool = False) -> PlannedWindow:
+        """Page 1 of a window's walk, with X-PW-TOTAL: counts the window and starts its walk.
+        `open_top`: the count includes records whose cursor is already past the window."""
         body = self._body(0, None, None, self._bounds(window), 1)
+        if open_top:
+            del body[f"maximum_{self.entity.cursor_filter}"]
         rows, total = self.search(body, self._context(window, "probe"))
-        return PlannedWindow(window, rows, total)
+        return PlannedWindow(window, rows, total, body if open_top else None)
 
     def plan(
-        self, lo: int, hi: int, max_records: int, split_at: int | None = None
+        self,
+        lo: int,
+        hi: int,
+        max_records: int,
+        split_at: int | None = None,
+        open_top: bool = False,
     ) -> list[PlannedWindow]:
         """Bisect [lo, hi] until each window's X-PW-TOTAL is at most `max_records`.
 
         Each probe is page 1 of its window's walk, so an unsplit window wastes nothing. A
         window that must be split and holds `split_at` is split there first (activities:
-        the run's start, past which only future-dated activities lie).
+        the run's start, past which only future-dated activities lie). `open_top`: the first
+        probe counts every record modified since `lo`, also past `hi` (a first load checks
+        by it that it read them all: see `copper/extract.py`).
         """
         max_records = min(max_records, SEARCH_CAP - 1)
         self.present = split_at
-        planned, stack = [], [Window(lo, hi)]
+        root = Window(lo, hi)
+        planned, stack = [], [root]
         while stack:
             window = stack.pop()
-            probe = self.probe(window)
+            probe = self.probe(window, open_top=open_top and window == root)
             rows, total = probe.first_page, probe.total
             fits = total is None or total <= max_records or len(rows) < self.page_size
             if fits or window.lo >= window.hi:
@@ -208,6 +221,7 @@ class WindowWalker:
             present=self.present if walks_cursor else None,
             first_page=planned.first_page,
             first_total=planned.total,
+            first_body=planned.body,
             remaining=remaining,
         )
 
@@ -218,7 +232,7 @@ class WindowWalker:
         bounds = self._bounds(stretch.window)
         yield from self._keyset(
             0, stretch.lo, stretch.hi, bounds, set(), stretch.window, first, stretch,
-            stretch.first_total,
+            stretch.first_total, stretch.first_body,
         )  # fmt: skip
 
     @staticmethod
@@ -243,6 +257,7 @@ class WindowWalker:
         first_page: list[dict] | None = None,
         stretch: Stretch | None = None,
         first_total: int | None = None,
+        first_body: dict | None = None,
     ) -> Iterator[list[dict]]:
         key, stem = self.levels[level]
         cursor, seen, page_number = lo, set[int](), 1
@@ -260,8 +275,10 @@ class WindowWalker:
             if check is not None and check[1] != hi:  # ... so the counts would not compare
                 cursor, seen, check = check[2], check[3], None
             body = self._body(level, cursor, hi, fixed, page_number)
+            asked_for = body  # what the page was asked with: its rows are checked against it
             if first_page is not None:
                 raw, total, first_page = first_page, first_total, None
+                asked_for = first_body or body
             else:
                 context = self._context(window, f"{key} >= {cursor}, page {page_number}")
                 with request_priority(self._priority(stretch)):
@@ -277,7 +294,7 @@ class WindowWalker:
                     seamless = False
                     cursor, seen, page_number = seam, at_seam, 1
                     continue
-            accept = self._acceptor(body)
+            accept = self._acceptor(asked_for)
             beyond = hi is not None and any((r.get(key) or 0) > hi for r in raw)
             kept = [
                 i

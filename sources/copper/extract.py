@@ -110,7 +110,8 @@ class EntityExtraction:
         known = self.expected.updated_by(seen.rows())
         if self.webhook_ids:
             known = yield from self._apply_webhooks(known)
-        if self._read_all(seen):
+        if self.settings.reconcile_every_hours > 0 and self._read_all(seen):
+            # deletions during it wait for the next reconciliation (0 hours: this run's)
             state["reconciled_at"] = self.settings.run_start
         elif self._reconcile_due(state):  # on a first load too: rows edited while it ran
             yield from self._reconcile(known)

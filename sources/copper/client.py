@@ -92,6 +92,15 @@ class Page(list):
         return records if self.keep is None else [records[i] for i in self.keep]
 
 
+def subset(page: list[dict], positions: list[int]) -> list[dict]:
+    """These records of a page (positions in it); a `Page` keeps its JSON along."""
+    if len(positions) == len(page):
+        return page
+    if isinstance(page, Page):
+        return page.subset(positions)
+    return [page[i] for i in positions]
+
+
 @dataclass(frozen=True)
 class Credentials:
     """An API key and its user's email, or an OAuth access token. Never printed."""

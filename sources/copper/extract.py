@@ -21,7 +21,7 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
-from .client import CopperClient, CopperError, Page
+from .client import CopperClient, CopperError, Page, subset
 from .reconcile import KnownRows, Reconciler, RowLog
 from .settings import LATEST, PAGE_SIZE, Entity
 from .warehouse import DELETED_AT, DELETION_COLUMNS, DELETIONS
@@ -97,20 +97,19 @@ class EntityExtraction:
         checked = cursor is None and not len(self.expected) and self._reconcile_due(state)
         # ... and is complete if it read as many records as its first probe counted modified
         # since the start, also past the run's start (see `_read_all`): no reconciliation then
-        self.first_count: int | None = None
-        counted = None
-        if self.lookback and cursor is not None and not self._lookback_due(state):
+        first_count, counted = None, None
+        if self.lookback and cursor is not None and not self._due(state, "lookback_read_at"):
             counted = yield from self._lookback_by_count(cursor, seen)
         if counted is not None:
             newest = counted or None
         else:
-            newest = yield from self._walk(cursor, seen, seamless=checked)
+            newest, first_count = yield from self._walk(cursor, seen, seamless=checked)
             if self.lookback:
                 state["lookback_read_at"] = self.settings.run_start
         known = self.expected.updated_by(seen.rows())
         if self.webhook_ids:
             known = yield from self._apply_webhooks(known)
-        if self.settings.reconcile_every_hours > 0 and self._read_all(seen):
+        if self.settings.reconcile_every_hours > 0 and self._read_all(seen, first_count):
             # deletions during it wait for the next reconciliation (0 hours: this run's)
             state["reconciled_at"] = self.settings.run_start
         elif self._reconcile_due(state):  # on a first load too: rows edited while it ran
@@ -125,7 +124,8 @@ class EntityExtraction:
     def _walk(
         self, cursor: int | None, seen: RowLog, seamless: bool = False
     ) -> Iterator[list[dict]]:
-        """Records changed since the cursor; returns the newest cursor value read."""
+        """Records changed since the cursor; returns the newest cursor value read, and the
+        first probe's count if it took in the whole walk (`open_top`: a first load)."""
         s, entity = self.settings, self.entity
         lo = s.initial if cursor is None else max(s.initial, cursor - self.lookback)
         # future-dated records (activities) are read too, but never move the cursor past
@@ -134,7 +134,7 @@ class EntityExtraction:
         board = self.client.budget.board
         if lo > hi:
             self._done_planning()
-            return None
+            return None, None
         walker = WindowWalker(entity, self.walk_search, seamless=seamless)
         split_at = s.run_start if entity.future_dated else None
         open_top = seamless and s.reconcile == "counts" and not entity.future_dated
@@ -142,19 +142,16 @@ class EntityExtraction:
             planned = walker.plan(lo, hi, s.max_window_records, split_at, open_top)
         finally:
             self._done_planning()
-        if open_top and len(planned) == 1 and planned[0].body is not None:
-            self.first_count = planned[0].total
+        whole = len(planned) == 1 and planned[0].body is not None  # the open probe's window
+        first_count = planned[0].total if whole else None
         log.info("%s: %d window(s) from %s", entity.name, len(planned), planned[0].window)
-        newest, count, last_report = None, 0, time.monotonic()
+        newest, count, last_report = 0, 0, time.monotonic()
         pages = read_windows(walker, planned, s.window_workers, board, s.min_split_records)
         for page in pages:
             if self.light_keys and not isinstance(page, Page):  # its records would be lost
                 raise TypeError(f"{entity.name}: a walk gave records without their JSON")
             seen.add(page)
-            values = [v for r in page if isinstance(v := r.get(entity.cursor), int)]
-            values = [v for v in values if v <= s.run_start]
-            if values and (newest is None or max(values) > newest):
-                newest = max(values)
+            newest = max(newest, self._newest(page))
             count += len(page)
             yield self._prepared(page)
             if time.monotonic() - last_report > PROGRESS_EVERY:
@@ -164,9 +161,16 @@ class EntityExtraction:
         if walker.seams_reread:
             log.info("%s: %d seam(s) read again (counts changed mid-walk)", entity.name,
                      walker.seams_reread)  # fmt: skip
-        return newest
+        return newest or None, first_count
 
-    def _read_all(self, seen: RowLog) -> bool:
+    def _newest(self, records: list[dict]) -> int:
+        """The highest cursor value of these records up to the run's start (0: none): the
+        future (future-dated activities) never moves the cursor."""
+        key, start = self.entity.cursor, self.settings.run_start
+        return max((v for r in records if isinstance(v := r.get(key), int) and v <= start),
+                   default=0)  # fmt: skip
+
+    def _read_all(self, seen: RowLog, first_count: int | None) -> bool:
         """Did a first load read every record its first probe counted? That count (an upper
         bound) took in the records modified since the start, also those modified after the
         run's start, which the walk does not read: so no record could leave it mid-run, and
@@ -175,25 +179,18 @@ class EntityExtraction:
         means every record counted was read: none edited before the walk reached it, none
         skipped by a seam. Records deleted after they were read are found by the next
         reconciliation, as in any run."""
-        if self.first_count is None:
+        if first_count is None:
             return False
         read = seen.distinct()
-        if read != self.first_count:
+        if read != first_count:
             log.info("%s: read %s of the %s records first counted: reconciling",
-                     self.entity.name, f"{read:,}", f"{self.first_count:,}")  # fmt: skip
+                     self.entity.name, f"{read:,}", f"{first_count:,}")  # fmt: skip
             return False
         log.info("%s: read all %s records first counted: no reconciliation needed",
                  self.entity.name, f"{read:,}")  # fmt: skip
         return True
 
     # -- the lookback, by count ------------------------------------------------------------------
-    def _lookback_due(self, state: MutableMapping[str, Any]) -> bool:
-        """The lookback is re-read as often as the reconciliation runs (its edits show in no
-        count); in between, one count checks it."""
-        last = state.get("lookback_read_at")
-        hours = self.settings.reconcile_every_hours
-        return not isinstance(last, int) or self.settings.run_start - last >= hours * 3600 * 0.9
-
     def _lookback_by_count(self, cursor: int, seen: RowLog) -> Iterator[Any]:
         """One search, newest first, over the lookback and everything after it: if X-PW-TOTAL
         is the warehouse's rows there plus the new ones on the page, nothing was added
@@ -208,21 +205,19 @@ class EntityExtraction:
         page, total = self.walk_search(body, f"lookback count from {lo}")
         known = self.expected.between(lo, LATEST)
         modified = dict(zip(known.ids.tolist(), known.modified.tolist(), strict=True))
-        ids = {r["id"] for r in page}
-        if total is None or total != len(modified.keys() | ids):
+        expected = len(modified.keys() | {r["id"] for r in page})
+        if total is None or total != expected:
             log.info("%s: the lookback's count differs (%s, %d known); walking it",
-                     entity.name, total, len(modified.keys() | ids))  # fmt: skip
+                     entity.name, total, expected)  # fmt: skip
             return None
         fresh = [i for i, r in enumerate(page) if modified.get(r["id"]) != r.get("date_modified")]
-        changed = page.subset(fresh) if isinstance(page, Page) else [page[i] for i in fresh]
-        values = [v for r in changed if isinstance(v := r.get(entity.cursor), int)]
-        values = [v for v in values if v <= s.run_start]
+        changed = subset(page, fresh)
         if changed:
             seen.add(changed)
             yield self._prepared(changed)
         log.info("%s: the lookback counts as the warehouse; %d new or changed", entity.name,
                  len(changed))  # fmt: skip
-        return max(values, default=0)
+        return self._newest(changed)
 
     def _prepared(self, records: list[dict]) -> list[dict]:
         self.client.stats.entity(self.entity.name).extracted += len(records)
@@ -276,12 +271,16 @@ class EntityExtraction:
         s = self.settings
         if s.reconcile == "off":
             return False
-        last = state.get("reconciled_at")
-        # 90% of the interval: a daily cron with a 24 h interval reconciles every day, even
-        # when a run starts a few seconds earlier than the one before
-        return s.reconcile == "full" or not isinstance(last, int) or (
-            s.run_start - last >= s.reconcile_every_hours * 3600 * 0.9
-        )  # fmt: skip
+        return s.reconcile == "full" or self._due(state, "reconciled_at")
+
+    def _due(self, state: MutableMapping[str, Any], stamp: str) -> bool:
+        """Is what `state[stamp]` last did due again, every `reconcile_every_hours` (the
+        reconciliation; activities' lookback re-read whole, since its edits change no count)?
+        90% of the interval: a daily cron with a 24 h interval does it every day, even when a
+        run starts a few seconds earlier than the one before."""
+        last, s = state.get(stamp), self.settings
+        interval = s.reconcile_every_hours * 3600 * 0.9
+        return not isinstance(last, int) or s.run_start - last >= interval
 
     def _reconcile(self, known: KnownRows) -> Iterator[Any]:
         s, entity = self.settings, self.entity

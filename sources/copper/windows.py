@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import pendulum
 
-from .client import Page
+from .client import subset
 from .rate_limit import WalkBoard, request_priority
 from .settings import PAGE_SIZE, SEARCH_CAP, Entity
 
@@ -304,7 +304,7 @@ class WindowWalker:
                 and not (r.get(key) == cursor and r["id"] in seen)
                 and not (beyond and r.get(key) > hi)  # type: ignore[operator]
             ]
-            fresh = _subset(raw, kept)
+            fresh = subset(raw, kept)
             # read what we need of the page before handing it on: downstream steps may
             # transform the records in place
             full = len(raw) == self.page_size
@@ -373,7 +373,7 @@ class WindowWalker:
                 accept = self._acceptor(body)
                 ids = [r["id"] for r in raw]
                 skip = exclude | yielded
-                fresh = _subset(
+                fresh = subset(
                     raw, [i for i, r in enumerate(raw) if accept(r) and r["id"] not in skip]
                 )
                 yielded |= {r["id"] for r in fresh}
@@ -452,15 +452,6 @@ class WindowWalker:
 
 
 _DONE = object()
-
-
-def _subset(page: list[dict], positions: list[int]) -> list[dict]:
-    """These records of a page; a `Page` keeps its JSON along."""
-    if len(positions) == len(page):
-        return page
-    if isinstance(page, Page):
-        return page.subset(positions)
-    return [page[i] for i in positions]
 
 
 def read_windows(

@@ -177,3 +177,26 @@ def test_a_quiet_first_load_reads_each_page_once_and_needs_no_reconciliation(ser
         account.delete("people", gone)
         loader.run(entities=["people"], reconcile_every_hours=0)
         assert_warehouse_equals(loader, "people")
+
+        # asked to reconcile every run, a first load reconciles too, complete or not
+        running.admin("POST", "/stats/reset")
+        fresh = Loader(tmp_path, running, name="every_run")
+        fresh.run(entities=["people"], reconcile_every_hours=0)
+        pages = math.ceil(len(account.snapshot("people")) / 200)
+        assert running.stats()["by_path"]["POST /people/search"] == pages + 1
+
+
+def test_a_count_taken_before_a_split_does_not_reset_the_walks_rows_left():
+    """A split lowers a walk's bound while its request is in flight: the answer's X-PW-TOTAL
+    still counts the whole range, and would make the walk look twice as long as it is (and
+    be split again for nothing)."""
+    account = people_account(1_000)
+    search = Counted(account)
+    walker = WindowWalker(PEOPLE, search)
+    [planned] = walker.plan(0, START + 10**7, 95_000)
+    walk = walker.stretch(planned)
+    pages = walker.walk(walk)
+    next(pages)  # the probe's page: 800 rows left
+    search.after_request.append(lambda n: n == 2 and walk.split(min_records=100))
+    next(pages)  # answered with the total of the whole range, after the split took half
+    assert walk.remaining is not None and walk.remaining <= 400
